@@ -1,0 +1,35 @@
+//! Errors of the registry crate.
+
+use std::path::PathBuf;
+
+use crate::validate::ValidationError;
+
+/// Result alias for the registry crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while reading, checking or writing the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The definitions are inconsistent; every problem found is listed.
+    #[error("invalid definitions:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ValidationError>),
+    /// The registry file (or a history file) could not be read or written.
+    #[error("registry file {path}: {source}")]
+    Io {
+        /// File that failed.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// A registry file exists but does not hold a registry document.
+    #[error("registry file {path} is corrupt: {message}")]
+    Corrupt {
+        /// File that failed to parse.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+    /// A version that is not in the history was asked for.
+    #[error("registry version {0} does not exist")]
+    NoSuchVersion(u64),
+}

@@ -1,0 +1,22 @@
+//! Larder's registry: the Feast-compatible definitions model, its validation, the plan (diff)
+//! between two versions, and crash-safe, versioned persistence.
+//!
+//! The crate has no I/O beyond the registry files themselves: anything that needs a data
+//! source (column types, for validation and inference) goes through [`SchemaLookup`], which the
+//! server implements over Parquet.
+
+pub mod error;
+pub mod model;
+pub mod plan;
+pub mod resolve;
+pub mod store;
+pub mod validate;
+
+pub use error::{Error, Result};
+pub use model::*;
+pub use plan::{diff, Change, ChangeKind, Plan};
+pub use resolve::{resolve, SchemaLookup, SourceColumn};
+pub use store::{
+    FileRegistryStore, MaterializationInterval, RegistryState, RegistryStore, VersionInfo,
+};
+pub use validate::{validate, ValidationError};

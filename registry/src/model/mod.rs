@@ -1,0 +1,101 @@
+//! The definitions model: what a feature repo declares, as the Python exporter emits it.
+//!
+//! Field names follow Feast's Python API (`join_keys`, `timestamp_field`,
+//! `created_timestamp_column`, `ttl`...). Every object carries `name`, `description`, `tags` and
+//! `owner` like Feast's. The document is plain JSON so that other tools can produce it.
+
+mod entity;
+mod feature_service;
+mod feature_view;
+mod source;
+mod value_type;
+
+pub use entity::Entity;
+pub use feature_service::{FeatureService, FeatureViewProjection};
+pub use feature_view::{FeatureView, Field, OnDemandFeatureView};
+pub use source::{DataSource, FileSource, PushSource, RequestSource};
+pub use value_type::ValueType;
+
+use serde::{Deserialize, Serialize};
+
+/// A whole project's definitions: what `larder apply` registers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryDoc {
+    /// Project name (from `feature_store.yaml`).
+    pub project: String,
+    /// Entities.
+    #[serde(default)]
+    pub entities: Vec<Entity>,
+    /// Data sources (file, push and request sources).
+    #[serde(default)]
+    pub data_sources: Vec<DataSource>,
+    /// Batch feature views.
+    #[serde(default)]
+    pub feature_views: Vec<FeatureView>,
+    /// On-demand feature views.
+    #[serde(default)]
+    pub on_demand_feature_views: Vec<OnDemandFeatureView>,
+    /// Feature services.
+    #[serde(default)]
+    pub feature_services: Vec<FeatureService>,
+}
+
+impl RegistryDoc {
+    /// Sorts every list by name so that two documents compare and print stably.
+    pub fn normalize(&mut self) {
+        self.entities.sort_by(|a, b| a.name.cmp(&b.name));
+        self.data_sources.sort_by(|a, b| a.name().cmp(b.name()));
+        self.feature_views.sort_by(|a, b| a.name.cmp(&b.name));
+        self.on_demand_feature_views
+            .sort_by(|a, b| a.name.cmp(&b.name));
+        self.feature_services.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// The entity called `name`.
+    pub fn entity(&self, name: &str) -> Option<&Entity> {
+        self.entities.iter().find(|e| e.name == name)
+    }
+
+    /// The data source called `name`.
+    pub fn data_source(&self, name: &str) -> Option<&DataSource> {
+        self.data_sources.iter().find(|s| s.name() == name)
+    }
+
+    /// The feature view called `name`.
+    pub fn feature_view(&self, name: &str) -> Option<&FeatureView> {
+        self.feature_views.iter().find(|v| v.name == name)
+    }
+
+    /// The on-demand feature view called `name`.
+    pub fn on_demand_feature_view(&self, name: &str) -> Option<&OnDemandFeatureView> {
+        self.on_demand_feature_views.iter().find(|v| v.name == name)
+    }
+
+    /// The feature service called `name`.
+    pub fn feature_service(&self, name: &str) -> Option<&FeatureService> {
+        self.feature_services.iter().find(|s| s.name == name)
+    }
+
+    /// The file source a feature view reads in batch: its own source, or the batch source of
+    /// its push source.
+    pub fn batch_source(&self, view: &FeatureView) -> Option<&FileSource> {
+        match self.data_source(&view.source)? {
+            DataSource::File(f) => Some(f),
+            DataSource::Push(p) => match self.data_source(&p.batch_source)? {
+                DataSource::File(f) => Some(f),
+                _ => None,
+            },
+            DataSource::Request(_) => None,
+        }
+    }
+
+    /// The join keys of a feature view, in the order of its entities.
+    pub fn join_keys(&self, view: &FeatureView) -> Vec<String> {
+        view.entities
+            .iter()
+            .filter_map(|e| self.entity(e))
+            .flat_map(|e| e.join_keys.iter().cloned())
+            .collect()
+    }
+}

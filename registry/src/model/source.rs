@@ -1,0 +1,104 @@
+//! Data sources: Parquet files, push sources and request sources.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Field;
+
+/// A data source, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum DataSource {
+    /// A Parquet file (or directory of files).
+    File(FileSource),
+    /// A source fed by `POST /push`, backed by a batch source for offline data.
+    Push(PushSource),
+    /// Values that arrive with each request (inputs of on-demand views).
+    Request(RequestSource),
+}
+
+impl DataSource {
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        match self {
+            DataSource::File(s) => &s.name,
+            DataSource::Push(s) => &s.name,
+            DataSource::Request(s) => &s.name,
+        }
+    }
+
+    /// A word for messages: "file source", "push source", "request source".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DataSource::File(_) => "file source",
+            DataSource::Push(_) => "push source",
+            DataSource::Request(_) => "request source",
+        }
+    }
+}
+
+/// Feast's `FileSource`: Parquet data with an event timestamp column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    /// Source name.
+    pub name: String,
+    /// Path of the Parquet file or directory; relative paths resolve against the repo.
+    pub path: String,
+    /// Event timestamp column.
+    pub timestamp_field: String,
+    /// Column with the row's creation time, used to break event-timestamp ties.
+    #[serde(default)]
+    pub created_timestamp_column: Option<String>,
+    /// Source column name -> feature name.
+    #[serde(default)]
+    pub field_mapping: BTreeMap<String, String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Owner.
+    #[serde(default)]
+    pub owner: String,
+}
+
+/// Feast's `PushSource`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSource {
+    /// Source name (the `push_source_name` of `/push`).
+    pub name: String,
+    /// Name of the file source that holds this source's offline data.
+    pub batch_source: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Owner.
+    #[serde(default)]
+    pub owner: String,
+}
+
+/// Feast's `RequestSource`: typed fields that arrive with the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSource {
+    /// Source name.
+    pub name: String,
+    /// The request fields.
+    pub schema: Vec<Field>,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Owner.
+    #[serde(default)]
+    pub owner: String,
+}

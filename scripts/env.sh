@@ -1,0 +1,61 @@
+# Shared set-up for Larder's scripts (sourced, not run).
+# - one cargo target dir outside the clone, so every clone and CI run reuse one build;
+# - RocksDB's C++ library built once and reused from a cache (it takes ~16 min on 2 cores);
+# - helpers that install what a fresh machine lacks.
+
+LARDER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/larder/target}"
+LARDER_CACHE="$HOME/.cache/larder"
+ROCKSDB_CACHE="$LARDER_CACHE/librocksdb-sys-0.19.0+11.8.1"
+VENV="$LARDER_ROOT/.venv"
+
+if [ -f "$ROCKSDB_CACHE/librocksdb.a" ]; then
+  export ROCKSDB_LIB_DIR="$ROCKSDB_CACHE" ROCKSDB_STATIC=1
+fi
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# apt_install PKG... : installs the Debian packages that are missing.
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "Installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+# ensure_build_deps: what compiling Larder needs (bindgen needs libclang).
+ensure_build_deps() {
+  apt_install libclang-dev
+}
+
+# ensure_venv: a virtualenv with the Python SDK (editable) and the test tools.
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "Creating the Python virtualenv $VENV"
+    python3 -m venv "$VENV" || { apt_install python3-venv; python3 -m venv "$VENV"; }
+  fi
+  if ! "$VENV/bin/python" -c 'import larder, pandas, pyarrow, pytest, requests' >/dev/null 2>&1; then
+    log "Installing the Python SDK and test dependencies"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$LARDER_ROOT/sdk-python[test]"
+  fi
+  export LARDER_PYTHON="$VENV/bin/python"
+}
+
+# cache_rocksdb: keeps the RocksDB archive of the first build for every later build.
+cache_rocksdb() {
+  [ -f "$ROCKSDB_CACHE/librocksdb.a" ] && return 0
+  local lib
+  lib="$(ls -t "$CARGO_TARGET_DIR"/*/build/librocksdb-sys-*/out/librocksdb.a 2>/dev/null | head -1)"
+  if [ -n "$lib" ]; then
+    mkdir -p "$ROCKSDB_CACHE"
+    cp "$lib" "$ROCKSDB_CACHE/librocksdb.a.tmp" && mv "$ROCKSDB_CACHE/librocksdb.a.tmp" "$ROCKSDB_CACHE/librocksdb.a"
+    log "Cached RocksDB's library in $ROCKSDB_CACHE"
+  fi
+}

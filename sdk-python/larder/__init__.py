@@ -1,0 +1,26 @@
+"""Larder's Python SDK: Feast's definition API (replace ``feast`` with ``larder`` in a repo's
+imports) and the exporter that ``larder apply`` runs (``python -m larder.repo DIR``)."""
+
+from larder.data_source import DataSource, PushSource, RequestSource
+from larder.entity import Entity
+from larder.feature_service import FeatureService
+from larder.feature_view import FeatureView
+from larder.field import Field
+from larder.infra.offline_stores.file_source import FileSource
+from larder.on_demand_feature_view import OnDemandFeatureView, on_demand_feature_view
+from larder.value_type import ValueType
+
+__all__ = [
+    "DataSource",
+    "Entity",
+    "FeatureService",
+    "FeatureView",
+    "Field",
+    "FileSource",
+    "OnDemandFeatureView",
+    "PushSource",
+    "RequestSource",
+    "ValueType",
+    "on_demand_feature_view",
+]
+__version__ = "0.1.0"

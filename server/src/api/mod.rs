@@ -1,0 +1,85 @@
+//! The HTTP API: a thin axum layer over [`FeatureStore`], wire-compatible with Feast's feature
+//! server (`/get-online-features`, `/health`), documented at `/openapi.json` and `/docs`.
+
+mod error;
+mod extract;
+mod health;
+mod online;
+mod openapi;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use error::ApiError;
+pub use openapi::ApiDoc;
+
+use crate::FeatureStore;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted request body, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_body_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The core.
+    pub store: Arc<FeatureStore>,
+    /// Body limit (for error messages).
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// The body limit in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+}
+
+/// The application's router.
+pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
+    let state = AppState {
+        store,
+        max_body_bytes: config.max_body_bytes,
+    };
+    Router::new()
+        .route("/get-online-features", post(online::get_online_features))
+        .route("/health", get(health::health))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(state)
+}
+
+/// Keeps the server's registry cache fresh: re-checks the registry every `interval`.
+pub fn spawn_registry_refresh(
+    store: Arc<FeatureStore>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            let s = Arc::clone(&store);
+            let r = tokio::task::spawn_blocking(move || s.state().map(|st| st.version)).await;
+            if let Ok(Err(e)) = r {
+                tracing::debug!(error = %e, "Registry refresh failed.");
+            }
+        }
+    })
+}

@@ -1,0 +1,18 @@
+//! The OpenAPI document (served at `/openapi.json`, browsable at `/docs`).
+
+use utoipa::OpenApi;
+
+/// Larder's HTTP API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Larder feature server",
+        description = "Feast-compatible feature server API."
+    ),
+    paths(super::online::get_online_features, super::health::health),
+    components(schemas(
+        super::online::GetOnlineFeaturesRequest,
+        super::online::GetOnlineFeaturesResponse
+    ))
+)]
+pub struct ApiDoc;

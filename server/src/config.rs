@@ -1,0 +1,358 @@
+//! `feature_store.yaml`: Feast's repo configuration, read strictly.
+//!
+//! Feast's keys are accepted (`project`, `registry`, `provider`, `online_store`,
+//! `offline_store`, `entity_key_serialization_version`, ...); unknown keys and bad values are
+//! errors naming the key and the file. `${VAR}` and `${VAR:-default}` are replaced from the
+//! environment before parsing, as Feast's `expandvars` does.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// File name of a repo's configuration.
+pub const CONFIG_FILE: &str = "feature_store.yaml";
+
+/// Online store selection (`online_store.type`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum OnlineStoreConfig {
+    /// The embedded RocksDB store (the default).
+    Rocksdb(RocksDbConfig),
+}
+
+impl Default for OnlineStoreConfig {
+    fn default() -> Self {
+        OnlineStoreConfig::Rocksdb(RocksDbConfig::default())
+    }
+}
+
+/// `online_store: {type: rocksdb, ...}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RocksDbConfig {
+    /// Database directory, relative to the repo (default `data/online_store`).
+    #[serde(default = "default_online_path")]
+    pub path: String,
+    /// Block cache size in MiB (default 256).
+    #[serde(default = "default_cache_mb")]
+    pub block_cache_mb: usize,
+}
+
+impl Default for RocksDbConfig {
+    fn default() -> Self {
+        RocksDbConfig {
+            path: default_online_path(),
+            block_cache_mb: default_cache_mb(),
+        }
+    }
+}
+
+fn default_online_path() -> String {
+    "data/online_store".into()
+}
+
+fn default_cache_mb() -> usize {
+    256
+}
+
+/// Offline store selection (`offline_store.type`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum OfflineStoreConfig {
+    /// Parquet files queried with DataFusion (Feast's `file`).
+    #[default]
+    File,
+}
+
+/// The registry's location and caching.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryConfig {
+    /// `file` (the only type so far).
+    pub registry_type: String,
+    /// Absolute path of the registry file.
+    pub path: PathBuf,
+    /// How often a server re-checks the registry, in seconds (0: on every check interval).
+    pub cache_ttl_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryMap {
+    #[serde(default = "default_registry_type")]
+    registry_type: String,
+    path: String,
+    #[serde(default)]
+    cache_ttl_seconds: Option<u64>,
+    #[serde(default)]
+    cache_mode: Option<String>,
+}
+
+fn default_registry_type() -> String {
+    "file".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RegistrySetting {
+    Path(String),
+    Map(RegistryMap),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    project: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    project_description: Option<String>,
+    #[serde(default = "default_provider")]
+    provider: String,
+    #[serde(default)]
+    registry: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    online_store: Option<OnlineStoreConfig>,
+    #[serde(default)]
+    offline_store: Option<OfflineStoreConfig>,
+    #[serde(default = "default_key_version")]
+    entity_key_serialization_version: u32,
+    #[serde(default)]
+    #[allow(dead_code)]
+    coerce_tz_aware: Option<bool>,
+}
+
+fn default_provider() -> String {
+    "local".into()
+}
+
+fn default_key_version() -> u32 {
+    3
+}
+
+/// A loaded `feature_store.yaml`, with paths resolved against the repo directory.
+#[derive(Debug, Clone)]
+pub struct RepoConfig {
+    /// Directory holding `feature_store.yaml` and the definition files.
+    pub repo_dir: PathBuf,
+    /// Project name.
+    pub project: String,
+    /// Registry location.
+    pub registry: RegistryConfig,
+    /// Online store.
+    pub online_store: OnlineStoreConfig,
+    /// Offline store.
+    pub offline_store: OfflineStoreConfig,
+    /// Entity-key serialization version (3).
+    pub entity_key_serialization_version: u32,
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` with environment values.
+pub fn expand_env(text: &str) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed `${{` in `{}`", &rest[start..]))?;
+        let expr = &after[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr, None),
+        };
+        match (std::env::var(name), default) {
+            (Ok(v), _) => out.push_str(&v),
+            (Err(_), Some(d)) => out.push_str(d),
+            (Err(_), None) => return Err(format!("environment variable `{name}` is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl RepoConfig {
+    /// Loads `feature_store.yaml` from `repo_dir`.
+    pub fn load(repo_dir: &Path) -> Result<RepoConfig> {
+        let repo_dir = std::path::absolute(repo_dir).unwrap_or_else(|_| repo_dir.to_path_buf());
+        let file = repo_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::Config {
+            file: file.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &repo_dir, &file)
+    }
+
+    /// Parses configuration text; `file` is used in error messages only.
+    pub fn parse(text: &str, repo_dir: &Path, file: &Path) -> Result<RepoConfig> {
+        let err = |message: String| Error::Config {
+            file: file.to_path_buf(),
+            message,
+        };
+        let text = expand_env(text).map_err(err)?;
+        let raw: RawConfig = serde_yaml_ng::from_str(&text).map_err(|e| err(e.to_string()))?;
+        if !larder_registry::validate::valid_project_name(&raw.project) {
+            return Err(err(format!(
+                "project: `{}` is not a valid project name (letters, digits and `_`, not starting with `_`)",
+                raw.project
+            )));
+        }
+        if raw.provider != "local" {
+            return Err(err(format!(
+                "provider: `{}` is not supported (only `local`)",
+                raw.provider
+            )));
+        }
+        if raw.entity_key_serialization_version != 3 {
+            return Err(err(format!(
+                "entity_key_serialization_version: {} is not supported (only 3, Feast's default)",
+                raw.entity_key_serialization_version
+            )));
+        }
+        let registry = match raw.registry {
+            None => RegistrySetting::Path("data/registry.db".into()),
+            Some(v) => serde_yaml_ng::from_value(v).map_err(|e| {
+                err(format!("registry: expected a path or a mapping with `path`, `registry_type`, `cache_ttl_seconds` ({e})"))
+            })?,
+        };
+        let registry = match registry {
+            RegistrySetting::Path(p) => RegistryConfig {
+                registry_type: "file".into(),
+                path: repo_dir.join(p),
+                cache_ttl_seconds: 0,
+            },
+            RegistrySetting::Map(m) => {
+                if m.registry_type != "file" {
+                    return Err(err(format!(
+                        "registry.registry_type: `{}` is not supported (only `file`)",
+                        m.registry_type
+                    )));
+                }
+                if let Some(mode) = m
+                    .cache_mode
+                    .as_deref()
+                    .filter(|m| !matches!(*m, "sync" | "thread"))
+                {
+                    return Err(err(format!(
+                        "registry.cache_mode: `{mode}` is not one of sync, thread"
+                    )));
+                }
+                RegistryConfig {
+                    registry_type: m.registry_type,
+                    path: repo_dir.join(m.path),
+                    cache_ttl_seconds: m.cache_ttl_seconds.unwrap_or(0),
+                }
+            }
+        };
+        Ok(RepoConfig {
+            repo_dir: repo_dir.to_path_buf(),
+            project: raw.project,
+            registry,
+            online_store: raw.online_store.unwrap_or_default(),
+            offline_store: raw.offline_store.unwrap_or_default(),
+            entity_key_serialization_version: raw.entity_key_serialization_version,
+        })
+    }
+
+    /// Resolves a path from the repo's definitions against the repo directory.
+    pub fn resolve_path(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() || path.contains("://") {
+            p.to_path_buf()
+        } else {
+            self.repo_dir.join(p)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RepoConfig> {
+        RepoConfig::parse(
+            text,
+            Path::new("/repo"),
+            Path::new("/repo/feature_store.yaml"),
+        )
+    }
+
+    fn message(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_gets_feast_defaults() {
+        let c = parse("project: driver_ref\n").unwrap();
+        assert_eq!(c.project, "driver_ref");
+        assert_eq!(c.registry.path, PathBuf::from("/repo/data/registry.db"));
+        assert_eq!(
+            c.online_store,
+            OnlineStoreConfig::Rocksdb(RocksDbConfig::default())
+        );
+        assert_eq!(c.offline_store, OfflineStoreConfig::File);
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = parse(
+            "project: p\nregistry:\n  registry_type: file\n  path: reg/r.json\n  cache_ttl_seconds: 5\nprovider: local\n\
+             online_store:\n  type: rocksdb\n  path: /var/lib/larder\noffline_store:\n  type: file\n\
+             entity_key_serialization_version: 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.registry.path, PathBuf::from("/repo/reg/r.json"));
+        assert_eq!(c.registry.cache_ttl_seconds, 5);
+        let OnlineStoreConfig::Rocksdb(r) = c.online_store;
+        assert_eq!(r.path, "/var/lib/larder");
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_named_with_the_file() {
+        let m = message("project: p\nonline_stor:\n  type: rocksdb\n");
+        assert!(m.contains("online_stor"), "{m}");
+        assert!(m.contains("/repo/feature_store.yaml"), "{m}");
+    }
+
+    #[test]
+    fn unknown_store_key_is_named() {
+        let m = message("project: p\nonline_store:\n  type: rocksdb\n  pth: x\n");
+        assert!(m.contains("pth"), "{m}");
+    }
+
+    #[test]
+    fn unknown_store_type_is_named() {
+        let m = message("project: p\nonline_store:\n  type: cassandra\n");
+        assert!(m.contains("cassandra"), "{m}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(message("project: p\nprovider: gcp\n").contains("provider"));
+        assert!(message("project: p\nentity_key_serialization_version: 2\n")
+            .contains("entity_key_serialization_version"));
+        assert!(message("project: _bad\n").contains("project"));
+        assert!(
+            message("project: p\nentity_key_serialization_version: three\n")
+                .contains("entity_key_serialization_version")
+        );
+        assert!(message("provider: local\n").contains("project"));
+        assert!(
+            message("project: p\nregistry:\n  registry_type: sql\n  path: x\n")
+                .contains("registry_type")
+        );
+    }
+
+    #[test]
+    fn environment_variables_are_expanded() {
+        std::env::set_var("LARDER_TEST_PROJECT", "from_env");
+        let c =
+            parse("project: ${LARDER_TEST_PROJECT}\nregistry: ${LARDER_TEST_UNSET:-data/r.json}\n")
+                .unwrap();
+        assert_eq!(c.project, "from_env");
+        assert_eq!(c.registry.path, PathBuf::from("/repo/data/r.json"));
+        assert!(message("project: ${LARDER_TEST_UNSET_TOO}\n").contains("LARDER_TEST_UNSET_TOO"));
+    }
+}

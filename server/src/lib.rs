@@ -1,0 +1,22 @@
+//! Larder: a Feast-compatible feature store server.
+//!
+//! The library core is [`FeatureStore`]: every front end (the `larder` CLI, the HTTP API, later
+//! Arrow Flight and the Python SDK) calls the same methods. Backends sit behind one trait per
+//! seam: [`online::OnlineStore`] (RocksDB) and [`offline::OfflineStore`] (Parquet on
+//! DataFusion).
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod exporter;
+pub mod key;
+pub mod materialize;
+pub mod offline;
+pub mod online;
+pub mod serving;
+mod store;
+pub mod time;
+pub mod value;
+
+pub use error::{Error, Result};
+pub use store::{ApplyOutcome, FeatureStore, MaterializeOutcome};

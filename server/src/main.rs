@@ -1,0 +1,356 @@
+//! The `larder` command line: Feast's CLI verbs over Larder's library core.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use larder_registry::RegistryDoc;
+use larder_server::api::{self, ApiConfig};
+use larder_server::materialize::Progress;
+use larder_server::serving::RequestLimits;
+use larder_server::time::parse_time;
+use larder_server::{exporter, FeatureStore, MaterializeOutcome};
+
+/// Larder: a fast, Feast-compatible feature store.
+#[derive(Debug, Parser)]
+#[command(name = "larder", version, about)]
+struct Cli {
+    /// Run as if started in DIR (the feature repo).
+    #[arg(short = 'c', long = "chdir", global = true, value_name = "DIR")]
+    chdir: Option<PathBuf>,
+    /// Log filter (error, warn, info, debug, or a tracing filter).
+    #[arg(long, global = true, default_value = "info", env = "LARDER_LOG")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the repo's definitions and register them (a new registry version).
+    Apply {
+        /// Read the registry document from this JSON file instead of the Python files.
+        #[arg(long, value_name = "FILE")]
+        definitions: Option<PathBuf>,
+    },
+    /// Show what `apply` would create, update and delete.
+    Plan {
+        /// Read the registry document from this JSON file instead of the Python files.
+        #[arg(long, value_name = "FILE")]
+        definitions: Option<PathBuf>,
+    },
+    /// Load the newest values with event time in [START, END] into the online store.
+    Materialize {
+        /// Start (ISO 8601; without offset means UTC).
+        start: String,
+        /// End (inclusive).
+        end: String,
+        /// Only these feature views (repeatable).
+        #[arg(short = 'v', long = "views")]
+        views: Vec<String>,
+    },
+    /// Materialize from where the last run ended (or END - ttl) up to END.
+    MaterializeIncremental {
+        /// End (ISO 8601).
+        end: String,
+        /// Only these feature views (repeatable).
+        #[arg(short = 'v', long = "views")]
+        views: Vec<String>,
+    },
+    /// Serve the HTTP feature server.
+    Serve {
+        /// Address to listen on.
+        #[arg(short = 'H', long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port to listen on.
+        #[arg(short, long, default_value_t = 6566)]
+        port: u16,
+        /// Largest request body accepted, in bytes.
+        #[arg(long, default_value_t = 8 * 1024 * 1024)]
+        max_body_bytes: usize,
+        /// Most entity rows per online request.
+        #[arg(long, default_value_t = 10_000)]
+        max_entities: usize,
+        /// How often to check the registry for a new apply, in seconds.
+        #[arg(long, default_value_t = 1)]
+        registry_refresh_secs: u64,
+    },
+    /// Delete the online data of every view and the registry.
+    Teardown,
+    /// Inspect the registry.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// Print the registered definitions (the current version, or --version N) as JSON.
+    Dump {
+        /// A version from the history.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// List the applied versions: number, time, user and changes.
+    History,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn load_definitions(store: &FeatureStore, file: Option<PathBuf>) -> Result<RegistryDoc> {
+    let repo = &store.config().repo_dir;
+    if let Some(f) = file {
+        let bytes = std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        return Ok(exporter::read_doc(&bytes, &f.display().to_string())?);
+    }
+    if !exporter::has_python_files(repo) {
+        bail!(
+            "{} has no Python definition files (*.py); pass --definitions FILE.json",
+            repo.display()
+        );
+    }
+    Ok(exporter::export(repo)?)
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn start_view(&self, view: &str) {
+        self.0.reset();
+        self.0.set_message(view.to_string());
+    }
+    fn rows_written(&self, rows: u64) {
+        self.0.inc(rows);
+    }
+    fn finish_view(&self, _view: &str, _rows: u64, _seconds: f64) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn report(outcomes: &[MaterializeOutcome]) {
+    if outcomes.is_empty() {
+        println!("Nothing to materialize.");
+    }
+    for o in outcomes {
+        let rate = if o.seconds > 0.0 {
+            o.rows as f64 / o.seconds
+        } else {
+            0.0
+        };
+        println!(
+            "{}: {} rows from {} to {} in {:.2} s ({:.0} rows/s)",
+            o.view,
+            o.rows,
+            o.start.to_rfc3339(),
+            o.end.to_rfc3339(),
+            o.seconds,
+            rate
+        );
+    }
+}
+
+fn progress_bar() -> Bar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}: {human_pos} rows ({per_sec}) {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Bar(bar)
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let repo = cli.chdir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let store = FeatureStore::open(&repo)?;
+    match cli.command {
+        Command::Plan { definitions } => {
+            let doc = load_definitions(&store, definitions)?;
+            let outcome = store.plan(doc).await?;
+            print!("{}", outcome.plan);
+            if outcome.plan.is_empty() {
+                println!();
+            }
+        }
+        Command::Apply { definitions } => {
+            let doc = load_definitions(&store, definitions)?;
+            let outcome = store.apply(doc, &user()).await?;
+            print!("{}", outcome.plan);
+            if outcome.plan.is_empty() {
+                println!();
+            }
+            if let (false, Some(s)) = (outcome.plan.is_empty(), &outcome.state) {
+                println!(
+                    "Registry version {} applied to project {}.",
+                    s.version,
+                    store.project()
+                );
+            }
+        }
+        Command::Materialize { start, end, views } => {
+            let start = parse_time(&start)
+                .map_err(anyhow::Error::msg)
+                .context("START")?;
+            let end = parse_time(&end)
+                .map_err(anyhow::Error::msg)
+                .context("END")?;
+            println!(
+                "Materializing project {} from {} to {}:",
+                store.project(),
+                start.to_rfc3339(),
+                end.to_rfc3339()
+            );
+            let bar = progress_bar();
+            let outcomes = store.materialize(start, end, &views, &bar).await;
+            bar.0.finish_and_clear();
+            report(&outcomes?);
+        }
+        Command::MaterializeIncremental { end, views } => {
+            let end = parse_time(&end)
+                .map_err(anyhow::Error::msg)
+                .context("END")?;
+            println!(
+                "Materializing project {} incrementally up to {}:",
+                store.project(),
+                end.to_rfc3339()
+            );
+            let bar = progress_bar();
+            let outcomes = store.materialize_incremental(end, &views, &bar).await;
+            bar.0.finish_and_clear();
+            report(&outcomes?);
+        }
+        Command::Serve {
+            host,
+            port,
+            max_body_bytes,
+            max_entities,
+            registry_refresh_secs,
+        } => {
+            let limits = RequestLimits {
+                max_entities,
+                ..RequestLimits::default()
+            };
+            let store = Arc::new(store.with_limits(limits));
+            if let Err(e) = store.refresh() {
+                tracing::warn!(error = %e, "Serving without a registry; /health answers 503 until `larder apply`.");
+            }
+            store.online()?;
+            api::spawn_registry_refresh(
+                Arc::clone(&store),
+                Duration::from_secs(registry_refresh_secs.max(1)),
+            );
+            let app = api::router(Arc::clone(&store), &ApiConfig { max_body_bytes });
+            let addr: SocketAddr = format!("{host}:{port}")
+                .parse()
+                .with_context(|| format!("bad address {host}:{port}"))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let local = listener.local_addr()?;
+            println!(
+                "Larder serving project {} on http://{local} (docs at http://{local}/docs)",
+                store.project()
+            );
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+            tracing::info!("Server stopped.");
+        }
+        Command::Teardown => {
+            let removed = store.teardown().await?;
+            println!(
+                "Removed the online data of {} feature views and the registry of project {}.",
+                removed.len(),
+                store.project()
+            );
+        }
+        Command::Registry {
+            command: RegistryCommand::Dump { version },
+        } => {
+            let doc = match version {
+                Some(v) => store.registry().version(v)?.1,
+                None => match store.registry().load()? {
+                    Some(s) => s.doc,
+                    None => bail!("the registry is empty: run `larder apply` first"),
+                },
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Command::Registry {
+            command: RegistryCommand::History,
+        } => {
+            let history = store.registry().history()?;
+            if history.is_empty() {
+                println!("No versions yet.");
+            }
+            for h in history {
+                println!(
+                    "version {}  {}  by {}",
+                    h.version,
+                    h.applied_at.to_rfc3339(),
+                    h.applied_by
+                );
+                for c in &h.changes {
+                    for line in c.lines() {
+                        println!("    {line}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

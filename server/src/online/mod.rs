@@ -1,0 +1,49 @@
+//! The online store seam: latest feature values per entity key, for low-latency reads.
+
+pub mod rocksdb;
+mod row;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use row::OnlineRow;
+
+use crate::config::{OnlineStoreConfig, RepoConfig};
+use crate::error::Result;
+
+/// Latest feature values per (project, view, entity key). Impls: RocksDB (default).
+///
+/// Contract:
+/// - `write_batch` upserts rows; a row whose `(event_ts, created_ts)` is older than the stored
+///   row for its key is ignored (newest wins, whatever the arrival order), and writing the same
+///   row twice is harmless, so a failed materialization can simply be re-run.
+/// - `read` returns one entry per key, in key order, `None` for a missing key.
+/// - Errors from an unreachable backend are `Error::Unavailable` (HTTP 503).
+#[async_trait]
+pub trait OnlineStore: Debug + Send + Sync {
+    /// Upserts rows of one view (newest wins). Returns the number of rows submitted.
+    async fn write_batch(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize>;
+    /// Reads the rows stored for `keys` (serialized entity keys) of one view.
+    async fn read(
+        &self,
+        project: &str,
+        view: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<OnlineRow>>>;
+    /// Deletes every row of a view (when `apply` removes it, or on teardown).
+    async fn delete_view(&self, project: &str, view: &str) -> Result<()>;
+    /// Cheap liveness probe for `/health`.
+    async fn health(&self) -> Result<()>;
+}
+
+/// Opens the online store a repo configures.
+pub fn open(config: &RepoConfig) -> Result<Arc<dyn OnlineStore>> {
+    match &config.online_store {
+        OnlineStoreConfig::Rocksdb(c) => {
+            let path = config.resolve_path(&c.path);
+            Ok(Arc::new(rocksdb::RocksDbOnlineStore::open(&path, c)?))
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The embedded RocksDB online store.
+//!
+//! Key layout: `project \0 view \0 entity_key` (entity key as [`crate::key`] serializes it), so
+//! one view's rows are one contiguous range (deleted with a range tombstone) and one request
+//! reads one view with a single sorted `multi_get`. Values are [`OnlineRow`] encodings. Writes
+//! are RocksDB merges resolved by a "newest wins" merge operator on the row header, so
+//! concurrent and out-of-order writers never move a key back in time and no read is needed
+//! before a write.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rocksdb::{BlockBasedOptions, Cache, MergeOperands, Options, WriteBatch, DB};
+
+use super::{OnlineRow, OnlineStore};
+use crate::config::RocksDbConfig;
+use crate::error::{Error, Result};
+
+/// Online store in an embedded RocksDB database.
+pub struct RocksDbOnlineStore {
+    db: Arc<DB>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RocksDbOnlineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksDbOnlineStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The merge operator: of the stored row and the new operands, keep the one with the greatest
+/// `(event_ts, created_ts)`; on a tie the later write wins.
+fn newest_wins(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let mut best: Option<&[u8]> = existing;
+    let mut best_version = existing.and_then(OnlineRow::version_of);
+    for op in operands {
+        let v = OnlineRow::version_of(op);
+        if v.is_some() && (best_version.is_none() || v >= best_version) {
+            best = Some(op);
+            best_version = v;
+        }
+    }
+    best.map(|b| b.to_vec())
+}
+
+fn prefix(project: &str, view: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(project.len() + view.len() + 2);
+    p.extend_from_slice(project.as_bytes());
+    p.push(0);
+    p.extend_from_slice(view.as_bytes());
+    p.push(0);
+    p
+}
+
+fn db_error(path: &Path, e: rocksdb::Error) -> Error {
+    let s = e.to_string();
+    if s.contains("LOCK") || s.contains("lock") {
+        Error::Unavailable(format!(
+            "the online store {} is in use by another process (a running `larder serve`?): {s}",
+            path.display()
+        ))
+    } else {
+        Error::Unavailable(format!("online store {}: {s}", path.display()))
+    }
+}
+
+impl RocksDbOnlineStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path, config: &RocksDbConfig) -> Result<Self> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", path.display())))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_merge_operator_associative("larder_newest_wins", newest_wins);
+        opts.increase_parallelism(
+            std::thread::available_parallelism()
+                .map(|n| n.get() as i32)
+                .unwrap_or(2),
+        );
+        let mut block = BlockBasedOptions::default();
+        block.set_block_cache(&Cache::new_lru_cache(config.block_cache_mb * 1024 * 1024));
+        block.set_bloom_filter(10.0, false);
+        block.set_cache_index_and_filter_blocks(true);
+        opts.set_block_based_table_factory(&block);
+        let cf =
+            rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
+        let db = DB::open_cf_descriptors(&opts, path, [cf]).map_err(|e| db_error(path, e))?;
+        Ok(RocksDbOnlineStore {
+            db: Arc::new(db),
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+#[async_trait]
+impl OnlineStore for RocksDbOnlineStore {
+    async fn write_batch(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize> {
+        let db = Arc::clone(&self.db);
+        let path = self.path.clone();
+        let p = prefix(project, view);
+        tokio::task::spawn_blocking(move || {
+            let mut batch = WriteBatch::default();
+            let mut key = Vec::with_capacity(p.len() + 64);
+            for row in &rows {
+                key.clear();
+                key.extend_from_slice(&p);
+                key.extend_from_slice(&row.key);
+                batch.merge(&key, row.encode_value());
+            }
+            db.write(batch).map_err(|e| db_error(&path, e))?;
+            Ok(rows.len())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
+    }
+
+    async fn read(
+        &self,
+        project: &str,
+        view: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<OnlineRow>>> {
+        let p = prefix(project, view);
+        let full: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|k| {
+                let mut f = Vec::with_capacity(p.len() + k.len());
+                f.extend_from_slice(&p);
+                f.extend_from_slice(k);
+                f
+            })
+            .collect();
+        let cf = self
+            .db
+            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .ok_or_else(|| Error::Internal("missing default column family".into()))?;
+        let results = self.db.batched_multi_get_cf(&cf, &full, false);
+        let mut out = Vec::with_capacity(keys.len());
+        for (r, key) in results.into_iter().zip(keys) {
+            match r.map_err(|e| db_error(&self.path, e))? {
+                None => out.push(None),
+                Some(bytes) => {
+                    out.push(Some(OnlineRow::decode(key.clone(), &bytes).map_err(
+                        |e| Error::Internal(format!("corrupt online row in {view}: {e}")),
+                    )?))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_view(&self, project: &str, view: &str) -> Result<()> {
+        let start = prefix(project, view);
+        let mut end = start.clone();
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        let cf = self
+            .db
+            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .ok_or_else(|| Error::Internal("missing default column family".into()))?;
+        self.db
+            .delete_range_cf(&cf, &start, &end)
+            .map_err(|e| db_error(&self.path, e))?;
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn row(key: &[u8], ts: i64, created: Option<i64>, v: f64) -> OnlineRow {
+        OnlineRow {
+            key: key.to_vec(),
+            event_ts: ts,
+            created_ts: created,
+            values: vec![("f".into(), Value::Double(v))],
+        }
+    }
+
+    #[tokio::test]
+    async fn newest_wins_whatever_the_write_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksDbOnlineStore::open(dir.path(), &RocksDbConfig::default()).unwrap();
+        store
+            .write_batch(
+                "p",
+                "v",
+                vec![row(b"a", 10, None, 1.0), row(b"b", 5, Some(1), 1.0)],
+            )
+            .await
+            .unwrap();
+        // Older event time: ignored. Same event time, newer created: wins.
+        store
+            .write_batch(
+                "p",
+                "v",
+                vec![row(b"a", 9, None, 2.0), row(b"b", 5, Some(2), 2.0)],
+            )
+            .await
+            .unwrap();
+        store
+            .write_batch("p", "v", vec![row(b"b", 5, Some(0), 3.0)])
+            .await
+            .unwrap();
+        let got = store
+            .read("p", "v", &[b"a".to_vec(), b"b".to_vec(), b"zz".to_vec()])
+            .await
+            .unwrap();
+        assert_eq!(got[0].as_ref().unwrap().get("f"), Some(&Value::Double(1.0)));
+        assert_eq!(got[1].as_ref().unwrap().get("f"), Some(&Value::Double(2.0)));
+        assert!(got[2].is_none());
+    }
+
+    #[tokio::test]
+    async fn views_and_projects_are_isolated_and_deletable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksDbOnlineStore::open(dir.path(), &RocksDbConfig::default()).unwrap();
+        store
+            .write_batch("p", "v", vec![row(b"a", 1, None, 1.0)])
+            .await
+            .unwrap();
+        store
+            .write_batch("p", "v2", vec![row(b"a", 1, None, 2.0)])
+            .await
+            .unwrap();
+        store
+            .write_batch("q", "v", vec![row(b"a", 1, None, 3.0)])
+            .await
+            .unwrap();
+        store.delete_view("p", "v").await.unwrap();
+        assert!(store.read("p", "v", &[b"a".to_vec()]).await.unwrap()[0].is_none());
+        assert!(store.read("p", "v2", &[b"a".to_vec()]).await.unwrap()[0].is_some());
+        assert!(store.read("q", "v", &[b"a".to_vec()]).await.unwrap()[0].is_some());
+    }
+
+    #[test]
+    fn a_second_process_gets_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = RocksDbOnlineStore::open(dir.path(), &RocksDbConfig::default()).unwrap();
+        let err = RocksDbOnlineStore::open(dir.path(), &RocksDbConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+}

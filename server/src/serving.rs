@@ -1,0 +1,366 @@
+//! Online feature retrieval: Feast's `get_online_features`, independent of HTTP.
+
+use indexmap::IndexMap;
+use larder_registry::{FeatureView, RegistryDoc, ValueType};
+use serde_json::Value as Json;
+
+use crate::error::{Error, Result};
+use crate::key::serialize_entity_key_into;
+use crate::online::OnlineStore;
+use crate::value::Value;
+
+/// Feast's `FieldStatus` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldStatus {
+    /// A value was found (possibly a stored null, as Feast reports it).
+    Present,
+    /// No row for the entity.
+    NotFound,
+    /// A row exists but is older than the view's ttl; the value is withheld.
+    OutsideMaxAge,
+}
+
+impl FieldStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldStatus::Present => "PRESENT",
+            FieldStatus::NotFound => "NOT_FOUND",
+            FieldStatus::OutsideMaxAge => "OUTSIDE_MAX_AGE",
+        }
+    }
+}
+
+/// Which features to read.
+#[derive(Debug, Clone)]
+pub enum FeatureSelection {
+    /// `view:feature` references.
+    Refs(Vec<String>),
+    /// A feature service's name.
+    Service(String),
+}
+
+/// A `get_online_features` request, as parsed from Feast's JSON.
+#[derive(Debug, Clone)]
+pub struct OnlineRequest {
+    /// Features to read.
+    pub features: FeatureSelection,
+    /// Columnar entity rows: join key (or request field) -> values, in request order.
+    pub entities: IndexMap<String, Vec<Json>>,
+    /// Name outputs `view__feature`.
+    pub full_feature_names: bool,
+}
+
+/// One output column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// One value per entity row.
+    pub values: Vec<Value>,
+    /// One status per entity row.
+    pub statuses: Vec<FieldStatus>,
+    /// Event time per entity row, ns since the epoch (0 for keys and missing rows).
+    pub event_timestamps: Vec<i64>,
+}
+
+/// A `get_online_features` answer in Feast's column-major layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineResponse {
+    /// Output names, join keys first.
+    pub feature_names: Vec<String>,
+    /// `columns[i]` belongs to `feature_names[i]`.
+    pub columns: Vec<Column>,
+}
+
+/// Limits applied to one request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Most entity rows per request.
+    pub max_entities: usize,
+    /// Most features per request.
+    pub max_features: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_entities: 10_000,
+            max_features: 1_000,
+        }
+    }
+}
+
+/// A requested view with the features asked of it.
+struct ViewRequest<'a> {
+    view: &'a FeatureView,
+    display: String,
+    features: Vec<String>,
+}
+
+fn resolve_features<'a>(
+    doc: &'a RegistryDoc,
+    project: &str,
+    sel: &FeatureSelection,
+) -> Result<Vec<ViewRequest<'a>>> {
+    let mut out: Vec<ViewRequest<'a>> = Vec::new();
+    let push =
+        |view: &'a FeatureView, display: &str, feature: &str, out: &mut Vec<ViewRequest<'a>>| {
+            match out
+                .iter_mut()
+                .find(|r| r.display == display && r.view.name == view.name)
+            {
+                Some(r) => {
+                    if !r.features.iter().any(|f| f == feature) {
+                        r.features.push(feature.to_string());
+                    }
+                }
+                None => out.push(ViewRequest {
+                    view,
+                    display: display.to_string(),
+                    features: vec![feature.to_string()],
+                }),
+            }
+        };
+    let odfv = |name: &str| {
+        Error::NotImplemented(format!(
+            "on-demand feature view {name} is registered, but on-demand transformations are not served online yet"
+        ))
+    };
+    match sel {
+        FeatureSelection::Refs(refs) => {
+            if refs.is_empty() {
+                return Err(Error::invalid(
+                    "features",
+                    "no features specified for retrieval",
+                ));
+            }
+            for (i, r) in refs.iter().enumerate() {
+                let Some((view_name, feature)) = r.split_once(':') else {
+                    return Err(Error::invalid(
+                        format!("features[{i}]"),
+                        format!("`{r}` is not a feature reference of the form `view:feature`"),
+                    ));
+                };
+                let view_name = view_name
+                    .split_once("@v")
+                    .map(|(v, _)| v)
+                    .unwrap_or(view_name);
+                let view = match doc.feature_view(view_name) {
+                    Some(v) => v,
+                    None if doc.on_demand_feature_view(view_name).is_some() => {
+                        return Err(odfv(view_name))
+                    }
+                    None => return Err(Error::view_not_found(view_name, project)),
+                };
+                if view.feature(feature).is_none() {
+                    return Err(Error::NotFound {
+                        class: "FeastObjectNotFoundException",
+                        message: format!("Feature {feature} does not exist in feature view {view_name} in project {project}"),
+                    });
+                }
+                push(view, view_name, feature, &mut out);
+            }
+        }
+        FeatureSelection::Service(name) => {
+            let service = doc
+                .feature_service(name)
+                .ok_or_else(|| Error::service_not_found(name, project))?;
+            for p in &service.features {
+                let view = match doc.feature_view(&p.view) {
+                    Some(v) => v,
+                    None if doc.on_demand_feature_view(&p.view).is_some() => {
+                        return Err(odfv(&p.view))
+                    }
+                    None => return Err(Error::view_not_found(&p.view, project)),
+                };
+                let display = p.alias.as_deref().unwrap_or(&p.view);
+                if p.features.is_empty() {
+                    for f in &view.features {
+                        push(view, display, &f.name, &mut out);
+                    }
+                } else {
+                    for f in &p.features {
+                        push(view, display, f, &mut out);
+                    }
+                }
+            }
+        }
+    }
+    for r in &out {
+        if !r.view.online {
+            return Err(Error::invalid(
+                "features",
+                format!("feature view {} is not online (online=False)", r.view.name),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Answers a `get_online_features` request from the online store.
+pub async fn get_online_features(
+    doc: &RegistryDoc,
+    project: &str,
+    online: &dyn OnlineStore,
+    req: &OnlineRequest,
+    limits: RequestLimits,
+    now_ns: i64,
+) -> Result<OnlineResponse> {
+    let views = resolve_features(doc, project, &req.features)?;
+    let n_features: usize = views.iter().map(|v| v.features.len()).sum();
+    if n_features > limits.max_features {
+        return Err(Error::invalid(
+            "features",
+            format!(
+                "{n_features} features requested; the limit is {}",
+                limits.max_features
+            ),
+        ));
+    }
+    if !req.full_feature_names {
+        let mut seen = std::collections::HashSet::new();
+        for v in &views {
+            for f in &v.features {
+                if !seen.insert(f.as_str()) {
+                    return Err(Error::invalid(
+                        "full_feature_names",
+                        format!("feature name `{f}` is requested from more than one view; set full_feature_names to true"),
+                    ));
+                }
+            }
+        }
+    }
+
+    // Entity rows.
+    if req.entities.is_empty() {
+        return Err(Error::invalid("entities", "no entities given"));
+    }
+    let mut n_rows: Option<usize> = None;
+    for (k, vals) in &req.entities {
+        if vals.is_empty() {
+            return Err(Error::invalid(
+                format!("entities.{k}"),
+                "empty list of values",
+            ));
+        }
+        match n_rows {
+            None => n_rows = Some(vals.len()),
+            Some(n) if n != vals.len() => {
+                return Err(Error::invalid(
+                    format!("entities.{k}"),
+                    format!(
+                        "has {} values but other entity columns have {n}",
+                        vals.len()
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
+    let n_rows = n_rows.unwrap_or(0);
+    if n_rows > limits.max_entities {
+        return Err(Error::invalid(
+            "entities",
+            format!(
+                "{n_rows} entity rows requested; the limit is {}",
+                limits.max_entities
+            ),
+        ));
+    }
+
+    // Parse every join key column needed, once.
+    let mut parsed: IndexMap<String, Vec<Value>> = IndexMap::new();
+    for v in &views {
+        for key_field in &v.view.entity_columns {
+            let k = &key_field.name;
+            if parsed.contains_key(k) {
+                continue;
+            }
+            let Some(raw) = req.entities.get(k) else {
+                return Err(Error::invalid(
+                    format!("entities.{k}"),
+                    format!(
+                        "join key `{k}` is required by feature view {} but missing from entities",
+                        v.view.name
+                    ),
+                ));
+            };
+            let ty: ValueType = key_field.dtype;
+            let mut vals = Vec::with_capacity(raw.len());
+            for (i, j) in raw.iter().enumerate() {
+                vals.push(
+                    Value::from_json_key(j, ty)
+                        .map_err(|e| Error::invalid(format!("entities.{k}[{i}]"), e.0))?,
+                );
+            }
+            parsed.insert(k.clone(), vals);
+        }
+    }
+
+    let mut feature_names = Vec::new();
+    let mut columns = Vec::new();
+    for (k, _) in &req.entities {
+        if let Some(vals) = parsed.get(k) {
+            feature_names.push(k.clone());
+            columns.push(Column {
+                values: vals.clone(),
+                statuses: vec![FieldStatus::Present; n_rows],
+                event_timestamps: vec![0; n_rows],
+            });
+        }
+    }
+
+    for v in &views {
+        let key_names: Vec<&str> = v
+            .view
+            .entity_columns
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        let mut keys = Vec::with_capacity(n_rows);
+        for row in 0..n_rows {
+            let pairs: Vec<(&str, &Value)> =
+                key_names.iter().map(|k| (*k, &parsed[*k][row])).collect();
+            let mut key = Vec::with_capacity(48);
+            serialize_entity_key_into(&pairs, &mut key)?;
+            keys.push(key);
+        }
+        let rows = online.read(project, &v.view.name, &keys).await?;
+        let ttl_ns = v.view.ttl().map(|s| s.saturating_mul(1_000_000_000));
+        for f in &v.features {
+            let mut col = Column {
+                values: Vec::with_capacity(n_rows),
+                statuses: Vec::with_capacity(n_rows),
+                event_timestamps: Vec::with_capacity(n_rows),
+            };
+            for row in &rows {
+                match row {
+                    None => {
+                        col.values.push(Value::Null);
+                        col.statuses.push(FieldStatus::NotFound);
+                        col.event_timestamps.push(0);
+                    }
+                    Some(r) => {
+                        col.event_timestamps.push(r.event_ts);
+                        if ttl_ns.is_some_and(|ttl| now_ns.saturating_sub(r.event_ts) > ttl) {
+                            col.values.push(Value::Null);
+                            col.statuses.push(FieldStatus::OutsideMaxAge);
+                        } else {
+                            col.values.push(r.get(f).cloned().unwrap_or(Value::Null));
+                            col.statuses.push(FieldStatus::Present);
+                        }
+                    }
+                }
+            }
+            feature_names.push(if req.full_feature_names {
+                format!("{}__{f}", v.display)
+            } else {
+                f.clone()
+            });
+            columns.push(col);
+        }
+    }
+    Ok(OnlineResponse {
+        feature_names,
+        columns,
+    })
+}

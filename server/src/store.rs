@@ -1,0 +1,378 @@
+//! [`FeatureStore`]: the library core that the CLI and the servers call.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use chrono::{DateTime, Utc};
+use larder_registry::{
+    diff, resolve, validate, FileRegistryStore, FileSource, MaterializationInterval, Plan,
+    RegistryDoc, RegistryState, RegistryStore, SchemaLookup, SourceColumn,
+};
+
+use crate::config::RepoConfig;
+use crate::error::{Error, Result};
+use crate::materialize::{materialize_view, Progress, ViewWindow};
+use crate::offline::{parquet::ParquetOfflineStore, OfflineStore};
+use crate::online::{self, OnlineStore};
+use crate::serving::{self, OnlineRequest, OnlineResponse, RequestLimits};
+use crate::time::to_nanos;
+
+/// The result of `apply` (or of `plan`, with `state` unset).
+#[derive(Debug)]
+pub struct ApplyOutcome {
+    /// What changed.
+    pub plan: Plan,
+    /// The registry after the apply (`None` for a plan).
+    pub state: Option<RegistryState>,
+}
+
+/// The result of materializing one view.
+#[derive(Debug, Clone)]
+pub struct MaterializeOutcome {
+    /// View name.
+    pub view: String,
+    /// Window start.
+    pub start: DateTime<Utc>,
+    /// Window end.
+    pub end: DateTime<Utc>,
+    /// Rows written to the online store.
+    pub rows: u64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// A feature repo opened for use: configuration, registry, online and offline stores.
+#[derive(Debug)]
+pub struct FeatureStore {
+    config: RepoConfig,
+    registry: Arc<dyn RegistryStore>,
+    offline: Arc<dyn OfflineStore>,
+    online: OnceLock<Arc<dyn OnlineStore>>,
+    cache: RwLock<Option<(Option<u128>, Arc<RegistryState>)>>,
+    limits: RequestLimits,
+}
+
+struct Prefetched(HashMap<String, std::result::Result<Vec<SourceColumn>, String>>);
+
+impl SchemaLookup for Prefetched {
+    fn columns(&self, source: &FileSource) -> std::result::Result<Vec<SourceColumn>, String> {
+        self.0
+            .get(&source.name)
+            .cloned()
+            .unwrap_or_else(|| Err("source not read".into()))
+    }
+}
+
+impl FeatureStore {
+    /// Opens the repo at `repo_dir` (reads `feature_store.yaml`). Stores open lazily.
+    pub fn open(repo_dir: &std::path::Path) -> Result<Self> {
+        Ok(Self::from_config(RepoConfig::load(repo_dir)?))
+    }
+
+    /// Builds a store from a loaded configuration.
+    pub fn from_config(config: RepoConfig) -> Self {
+        let registry: Arc<dyn RegistryStore> =
+            Arc::new(FileRegistryStore::new(&config.registry.path));
+        let offline: Arc<dyn OfflineStore> = Arc::new(ParquetOfflineStore::new(&config.repo_dir));
+        FeatureStore {
+            config,
+            registry,
+            offline,
+            online: OnceLock::new(),
+            cache: RwLock::new(None),
+            limits: RequestLimits::default(),
+        }
+    }
+
+    /// Sets the per-request limits for online reads.
+    pub fn with_limits(mut self, limits: RequestLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The repo configuration.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// The project name.
+    pub fn project(&self) -> &str {
+        &self.config.project
+    }
+
+    /// The registry store.
+    pub fn registry(&self) -> &Arc<dyn RegistryStore> {
+        &self.registry
+    }
+
+    /// The online store, opened on first use.
+    pub fn online(&self) -> Result<Arc<dyn OnlineStore>> {
+        if let Some(o) = self.online.get() {
+            return Ok(Arc::clone(o));
+        }
+        let store = online::open(&self.config)?;
+        Ok(Arc::clone(self.online.get_or_init(|| store)))
+    }
+
+    /// The offline store.
+    pub fn offline(&self) -> &Arc<dyn OfflineStore> {
+        &self.offline
+    }
+
+    /// The registry state, re-read when the registry changed since the last call.
+    pub fn state(&self) -> Result<Arc<RegistryState>> {
+        let token = self.registry.change_token()?;
+        if let Ok(guard) = self.cache.read() {
+            if let Some((t, s)) = guard.as_ref() {
+                if *t == token {
+                    return Ok(Arc::clone(s));
+                }
+            }
+        }
+        self.refresh()
+    }
+
+    /// The cached registry state without checking the registry for changes.
+    pub fn cached_state(&self) -> Result<Arc<RegistryState>> {
+        if let Ok(guard) = self.cache.read() {
+            if let Some((_, s)) = guard.as_ref() {
+                return Ok(Arc::clone(s));
+            }
+        }
+        self.refresh()
+    }
+
+    /// Re-reads the registry.
+    pub fn refresh(&self) -> Result<Arc<RegistryState>> {
+        let token = self.registry.change_token()?;
+        let state = self.registry.load()?.ok_or_else(|| {
+            Error::Unavailable(format!(
+                "the registry {} is empty: run `larder apply` first",
+                self.config.registry.path.display()
+            ))
+        })?;
+        let state = Arc::new(state);
+        if let Ok(mut guard) = self.cache.write() {
+            *guard = Some((token, Arc::clone(&state)));
+        }
+        Ok(state)
+    }
+
+    async fn checked(&self, doc: RegistryDoc) -> Result<RegistryDoc> {
+        let mut doc = doc;
+        doc.project = self.config.project.clone();
+        let mut columns = HashMap::new();
+        for s in &doc.data_sources {
+            if let larder_registry::DataSource::File(f) = s {
+                columns.insert(
+                    f.name.clone(),
+                    self.offline
+                        .source_columns(f)
+                        .await
+                        .map_err(|e| e.to_string()),
+                );
+            }
+        }
+        let lookup = Prefetched(columns);
+        let resolved = resolve(&doc, &lookup)
+            .map_err(|e| Error::Registry(larder_registry::Error::Invalid(e)))?;
+        let errors = validate(&resolved, &lookup);
+        if !errors.is_empty() {
+            return Err(Error::Registry(larder_registry::Error::Invalid(errors)));
+        }
+        let mut resolved = resolved;
+        resolved.normalize();
+        Ok(resolved)
+    }
+
+    /// What `apply` would change, after validating `doc`.
+    pub async fn plan(&self, doc: RegistryDoc) -> Result<ApplyOutcome> {
+        let doc = self.checked(doc).await?;
+        let old = self.registry.load()?;
+        Ok(ApplyOutcome {
+            plan: diff(old.as_ref().map(|s| &s.doc), &doc),
+            state: None,
+        })
+    }
+
+    /// Validates and registers `doc` as a new version (when anything changed), and deletes the
+    /// online data of views that no longer exist.
+    pub async fn apply(&self, doc: RegistryDoc, applied_by: &str) -> Result<ApplyOutcome> {
+        let doc = self.checked(doc).await?;
+        let old = self.registry.load()?;
+        let plan = diff(old.as_ref().map(|s| &s.doc), &doc);
+        if plan.is_empty() {
+            return Ok(ApplyOutcome { plan, state: old });
+        }
+        let state = self.registry.apply(doc, &plan, applied_by)?;
+        for view in plan.deleted_views() {
+            match self.online() {
+                Ok(o) => o.delete_view(self.project(), &view).await?,
+                Err(e) => {
+                    tracing::warn!(view = %view, error = %e, "Could not delete the online rows of a removed view.")
+                }
+            }
+        }
+        Ok(ApplyOutcome {
+            plan,
+            state: Some(state),
+        })
+    }
+
+    /// Materializes `[start, end]` for the named views (all online views when empty).
+    pub async fn materialize(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        views: &[String],
+        progress: &dyn Progress,
+    ) -> Result<Vec<MaterializeOutcome>> {
+        if start > end {
+            return Err(Error::invalid(
+                "start",
+                format!("start {start} is after end {end}"),
+            ));
+        }
+        let state = self.refresh()?;
+        let names = self.views_to_materialize(&state, views)?;
+        let mut out = Vec::new();
+        for name in names {
+            out.push(
+                self.materialize_one(&state, &name, start, end, progress)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Materializes each view from where its last materialization ended (or `end - ttl`, or
+    /// `end - 52 weeks` without ttl... as Feast: a view never materialized and without ttl is
+    /// an error) up to `end`.
+    pub async fn materialize_incremental(
+        &self,
+        end: DateTime<Utc>,
+        views: &[String],
+        progress: &dyn Progress,
+    ) -> Result<Vec<MaterializeOutcome>> {
+        let state = self.refresh()?;
+        let names = self.views_to_materialize(&state, views)?;
+        let mut out = Vec::new();
+        for name in names {
+            let view = state
+                .doc
+                .feature_view(&name)
+                .ok_or_else(|| Error::view_not_found(&name, self.project()))?;
+            let start = match (state.most_recent_end(&name), view.ttl_seconds) {
+                (Some(t), _) => t,
+                (None, Some(ttl)) if ttl > 0 => end - chrono::Duration::seconds(ttl),
+                (None, Some(_)) => end - chrono::Duration::weeks(52),
+                (None, None) => {
+                    return Err(Error::invalid(
+                        "end",
+                        format!(
+                            "feature view {name} has no ttl and was never materialized: run `larder materialize START END` once first"
+                        ),
+                    ))
+                }
+            };
+            if start >= end {
+                continue;
+            }
+            out.push(
+                self.materialize_one(&state, &name, start, end, progress)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn views_to_materialize(&self, state: &RegistryState, views: &[String]) -> Result<Vec<String>> {
+        if views.is_empty() {
+            return Ok(state
+                .doc
+                .feature_views
+                .iter()
+                .filter(|v| v.online)
+                .map(|v| v.name.clone())
+                .collect());
+        }
+        for v in views {
+            if state.doc.feature_view(v).is_none() {
+                return Err(Error::view_not_found(v, self.project()));
+            }
+        }
+        Ok(views.to_vec())
+    }
+
+    async fn materialize_one(
+        &self,
+        state: &RegistryState,
+        name: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        progress: &dyn Progress,
+    ) -> Result<MaterializeOutcome> {
+        let view = state
+            .doc
+            .feature_view(name)
+            .ok_or_else(|| Error::view_not_found(name, self.project()))?;
+        let online = self.online()?;
+        let t0 = std::time::Instant::now();
+        progress.start_view(name);
+        let window = ViewWindow {
+            project: self.project(),
+            doc: &state.doc,
+            view,
+            start_ns: to_nanos(start),
+            end_ns: to_nanos(end),
+        };
+        let rows =
+            materialize_view(window, self.offline.as_ref(), online.as_ref(), progress).await?;
+        let seconds = t0.elapsed().as_secs_f64();
+        progress.finish_view(name, rows, seconds);
+        self.registry.record_materialization(
+            name,
+            MaterializationInterval {
+                start,
+                end,
+                finished_at: Utc::now(),
+            },
+        )?;
+        Ok(MaterializeOutcome {
+            view: name.to_string(),
+            start,
+            end,
+            rows,
+            seconds,
+        })
+    }
+
+    /// Answers an online request from the current registry and the online store.
+    pub async fn get_online_features(&self, req: &OnlineRequest) -> Result<OnlineResponse> {
+        let state = self.cached_state()?;
+        let online = self.online()?;
+        serving::get_online_features(
+            &state.doc,
+            self.project(),
+            online.as_ref(),
+            req,
+            self.limits,
+            to_nanos(Utc::now()),
+        )
+        .await
+    }
+
+    /// Deletes every view's online data and the registry.
+    pub async fn teardown(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        if let Some(state) = self.registry.load()? {
+            let online = self.online()?;
+            for v in &state.doc.feature_views {
+                online.delete_view(self.project(), &v.name).await?;
+                removed.push(v.name.clone());
+            }
+        }
+        self.registry.delete()?;
+        Ok(removed)
+    }
+}

@@ -1,0 +1,94 @@
+//! Timestamps: parsing CLI/API times and Feast's adaptive-precision output format.
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+
+/// Parses an ISO-8601 time; a time without offset is UTC (Feast treats naive as UTC). A bare
+/// date means midnight UTC.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(Utc.from_utc_datetime(&t));
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default()));
+    }
+    Err(format!(
+        "`{s}` is not an ISO-8601 time (e.g. 2024-01-01T00:00:00 or 2024-01-01T00:00:00Z)"
+    ))
+}
+
+/// Nanoseconds since the epoch of a time (saturating outside 1677..2262).
+pub fn to_nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
+/// Formats ns since the epoch as Feast's JSON does: no fraction, `.mmm`, `.uuuuuu` or
+/// `.nnnnnnnnn` depending on precision, always with `Z`.
+pub fn format_feast(nanos: i64) -> String {
+    let secs = nanos.div_euclid(1_000_000_000);
+    let sub = nanos.rem_euclid(1_000_000_000) as u32;
+    let t = DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or_default();
+    let base = t.format("%Y-%m-%dT%H:%M:%S");
+    if sub == 0 {
+        format!("{base}Z")
+    } else if sub.is_multiple_of(1_000_000) {
+        format!("{base}.{:03}Z", sub / 1_000_000)
+    } else if sub.is_multiple_of(1_000) {
+        format!("{base}.{:06}Z", sub / 1_000)
+    } else {
+        format!("{base}.{sub:09}Z")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feast_timestamp_precision_is_adaptive() {
+        assert_eq!(format_feast(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            format_feast(1_618_225_182_000_000_000),
+            "2021-04-12T10:59:42Z"
+        );
+        assert_eq!(
+            format_feast(1_618_225_182_500_000_000),
+            "2021-04-12T10:59:42.500Z"
+        );
+        assert_eq!(
+            format_feast(1_618_225_182_000_001_000),
+            "2021-04-12T10:59:42.000001Z"
+        );
+        assert_eq!(
+            format_feast(1_618_225_182_000_000_001),
+            "2021-04-12T10:59:42.000000001Z"
+        );
+    }
+
+    #[test]
+    fn naive_times_are_utc() {
+        assert_eq!(
+            parse_time("2024-01-01T00:00:00").unwrap(),
+            parse_time("2024-01-01T00:00:00Z").unwrap()
+        );
+        assert_eq!(
+            parse_time("2024-01-01T02:00:00+02:00").unwrap(),
+            parse_time("2024-01-01").unwrap()
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+"""The SDK's definition classes follow Feast's constructors, and the exporter emits the
+registry document the server reads."""
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from larder import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, RequestSource, ValueType
+from larder.on_demand_feature_view import on_demand_feature_view
+from larder.repo import RepoError, export
+from larder.types import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
+
+
+def test_types_map_to_feast_value_types():
+    assert [t.to_value_type().name for t in [Int32, Int64, Float32, Float64, String, Bytes, Bool, UnixTimestamp]] == [
+        "INT32", "INT64", "FLOAT", "DOUBLE", "STRING", "BYTES", "BOOL", "UNIX_TIMESTAMP"]
+    assert Array(Float32).to_value_type() == ValueType.FLOAT_LIST
+    assert Field(name="x", dtype=Array(String)).to_dict() == {"name": "x", "dtype": "STRING_LIST"}
+    with pytest.raises(ValueError):
+        Array(Array(Int64))
+
+
+def test_entity_join_keys_and_optional_value_type():
+    assert Entity(name="driver").join_keys == ["driver"]
+    assert Entity(name="driver", join_keys=["driver_id"]).to_dict()["value_type"] is None
+    assert Entity(name="d", join_keys=["d"], value_type=ValueType.STRING).to_dict()["value_type"] == "STRING"
+    with pytest.raises(ValueError):
+        Entity(name="d", join_keys=["a", "b"])
+
+
+def _repo_objects():
+    driver = Entity(name="driver", join_keys=["driver_id"])
+    src = FileSource(name="src", path="data/x.parquet", event_timestamp_column="ts")
+    push = PushSource(name="push", batch_source=src)
+    fv = FeatureView(name="fv", entities=[driver], ttl=timedelta(hours=2), source=push,
+                     schema=[Field(name="driver_id", dtype=Int64), Field(name="a", dtype=Float32), Field(name="b", dtype=Int64)])
+    req = RequestSource(name="req", schema=[Field(name="n", dtype=Int64)])
+    return driver, src, push, fv, req
+
+
+def test_feature_view_splits_entity_columns_and_exports_ttl():
+    driver, src, push, fv, req = _repo_objects()
+    d = fv.to_dict()
+    assert d["entity_columns"] == [{"name": "driver_id", "dtype": "INT64"}]
+    assert [f["name"] for f in d["features"]] == ["a", "b"]
+    assert d["ttl_seconds"] == 7200 and d["source"] == "push"
+    assert src.timestamp_field == "ts"
+    assert fv[["a"]].to_dict() == {"view": "fv", "features": ["a"], "alias": None}
+    with pytest.raises(ValueError):
+        fv[["nope"]]
+    with pytest.raises(ValueError):
+        FeatureView(name="bad", source=req, entities=[driver])
+
+
+def test_on_demand_view_keeps_its_source_text():
+    driver, src, push, fv, req = _repo_objects()
+
+    @on_demand_feature_view(sources=[fv, req], schema=[Field(name="out", dtype=Float64)])
+    def plus(inputs):
+        return inputs["a"] + inputs["n"]
+
+    d = plus.to_dict()
+    assert d["name"] == "plus" and d["mode"] == "pandas" and d["request_sources"] == ["req"]
+    assert "def plus(inputs)" in d["udf_body"]
+    svc = FeatureService(name="svc", features=[fv[["a"]], plus])
+    assert [p["view"] for p in svc.to_dict()["features"]] == ["fv", "plus"]
+
+
+def test_exporter_collects_nested_sources_once(tmp_path):
+    (tmp_path / "a.py").write_text(
+        "from datetime import timedelta\n"
+        "from larder import Entity, FeatureView, Field, FileSource, PushSource\n"
+        "from larder.types import Int64\n"
+        "driver = Entity(name='driver', join_keys=['driver_id'])\n"
+        "fv = FeatureView(name='fv', entities=[driver], source=PushSource(name='p', batch_source=FileSource(name='f', path='x.parquet', timestamp_field='ts')),\n"
+        "                 schema=[Field(name='v', dtype=Int64)])\n")
+    (tmp_path / "b.py").write_text("from a import driver, fv\n")
+    doc = export(tmp_path)
+    assert [e["name"] for e in doc["entities"]] == ["driver"]
+    assert sorted(s["name"] for s in doc["data_sources"]) == ["f", "p"]
+    assert [v["name"] for v in doc["feature_views"]] == ["fv"]
+
+
+def test_exporter_refuses_two_objects_with_one_name(tmp_path):
+    (tmp_path / "a.py").write_text("from larder import Entity\nx = Entity(name='e', join_keys=['a'])\ny = Entity(name='e', join_keys=['b'])\n")
+    with pytest.raises(RepoError, match="two different entity definitions are named .e."):
+        export(tmp_path)
+
+
+def test_exporter_cli_prints_json(tmp_path):
+    (tmp_path / "a.py").write_text("from larder import Entity\nx = Entity(name='e', join_keys=['a'])\n")
+    out = subprocess.run([sys.executable, "-m", "larder.repo", str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["entities"][0]["join_keys"] == ["a"]
+    bad = subprocess.run([sys.executable, "-m", "larder.repo", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a directory" in bad.stderr
