@@ -16,7 +16,5 @@ pub use error::{Error, Result};
 pub use model::*;
 pub use plan::{diff, Change, ChangeKind, Plan};
 pub use resolve::{resolve, SchemaLookup, SourceColumn};
-pub use store::{
-    FileRegistryStore, MaterializationInterval, RegistryState, RegistryStore, VersionInfo,
-};
+pub use store::{FileRegistryStore, MaterializationInterval, RegistryState, RegistryStore, VersionInfo};
 pub use validate::{validate, ValidationError};

@@ -90,12 +90,7 @@ impl std::fmt::Display for Plan {
 fn by_name<T: Serialize>(items: &[T], name: impl Fn(&T) -> &str) -> BTreeMap<String, Value> {
     items
         .iter()
-        .map(|i| {
-            (
-                name(i).to_string(),
-                serde_json::to_value(i).unwrap_or(Value::Null),
-            )
-        })
+        .map(|i| (name(i).to_string(), serde_json::to_value(i).unwrap_or(Value::Null)))
         .collect()
 }
 

@@ -34,10 +34,7 @@ impl SchemaLookup for NoLookup {
 
 /// Returns a copy of `doc` with inferred entity types, features and entity columns filled in.
 /// Problems that prevent inference (an unreadable source) are returned as errors.
-pub fn resolve(
-    doc: &RegistryDoc,
-    lookup: &dyn SchemaLookup,
-) -> Result<RegistryDoc, Vec<ValidationError>> {
+pub fn resolve(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Result<RegistryDoc, Vec<ValidationError>> {
     let mut out = doc.clone();
     let mut errors = Vec::new();
     let mut inferred_types: Vec<(String, ValueType)> = Vec::new();
@@ -69,11 +66,7 @@ pub fn resolve(
             };
             if target.features.is_empty() {
                 for c in cols {
-                    let feature = src
-                        .field_mapping
-                        .get(&c.name)
-                        .cloned()
-                        .unwrap_or(c.name.clone());
+                    let feature = src.field_mapping.get(&c.name).cloned().unwrap_or(c.name.clone());
                     let skip = c.name == src.timestamp_field
                         || Some(&c.name) == src.created_timestamp_column.as_ref()
                         || join_keys.contains(&feature);
@@ -87,11 +80,7 @@ pub fn resolve(
                     continue;
                 }
                 let col = column_of(key);
-                if let Some(t) = cols
-                    .iter()
-                    .find(|c| c.name == col)
-                    .and_then(|c| c.value_type)
-                {
+                if let Some(t) = cols.iter().find(|c| c.name == col).and_then(|c| c.value_type) {
                     inferred_types.push((key.clone(), t));
                 }
             }
@@ -104,10 +93,7 @@ pub fn resolve(
     for entity in &mut out.entities {
         if entity.value_type.is_none() {
             let key = entity.join_keys.first().cloned().unwrap_or_default();
-            entity.value_type = inferred_types
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, t)| *t);
+            entity.value_type = inferred_types.iter().find(|(k, _)| *k == key).map(|(_, t)| *t);
         }
     }
 

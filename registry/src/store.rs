@@ -110,9 +110,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     let tmp = dir.join(format!(
         ".{}.tmp.{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("registry"),
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("registry"),
         std::process::id()
     ));
     {
@@ -139,21 +137,13 @@ impl FileRegistryStore {
     }
 
     fn history_dir(&self) -> PathBuf {
-        let mut name = self
-            .path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
+        let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         name.push(".history");
         self.path.with_file_name(name)
     }
 
     fn lock(&self) -> Result<File> {
-        let mut name = self
-            .path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
+        let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         name.push(".lock");
         let lock_path = self.path.with_file_name(name);
         if let Some(dir) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -201,12 +191,10 @@ fn merge_interval(list: &mut Vec<MaterializationInterval>, new: MaterializationI
 impl RegistryStore for FileRegistryStore {
     fn load(&self) -> Result<Option<RegistryState>> {
         match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Corrupt {
-                    path: self.path.clone(),
-                    message: e.to_string(),
-                }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Corrupt {
+                path: self.path.clone(),
+                message: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::Io {
                 path: self.path.clone(),
@@ -254,10 +242,7 @@ impl RegistryStore for FileRegistryStore {
         let Some(mut state) = self.load()? else {
             return Ok(());
         };
-        merge_interval(
-            state.materializations.entry(view.to_string()).or_default(),
-            interval,
-        );
+        merge_interval(state.materializations.entry(view.to_string()).or_default(), interval);
         self.write_state(&state)
     }
 
@@ -268,12 +253,7 @@ impl RegistryStore for FileRegistryStore {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => {
-                return Err(Error::Io {
-                    path: dir,
-                    source: e,
-                })
-            }
+            Err(e) => return Err(Error::Io { path: dir, source: e }),
         };
         for entry in entries {
             let path = entry.map_err(io(&dir))?.path();
@@ -297,9 +277,7 @@ impl RegistryStore for FileRegistryStore {
         let path = self.history_dir().join(format!("v{version:08}.json"));
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NoSuchVersion(version))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoSuchVersion(version)),
             Err(e) => return Err(Error::Io { path, source: e }),
         };
         let h: HistoryEntry = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
@@ -383,10 +361,7 @@ mod tests {
         assert_eq!(state.version, 2);
         assert_eq!(state.doc, d2);
         let hist = reopened.history().unwrap();
-        assert_eq!(
-            hist.iter().map(|h| h.version).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
+        assert_eq!(hist.iter().map(|h| h.version).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(hist[1].applied_by, "bob");
         assert_eq!(hist[1].changes, vec!["Created entity driver".to_string()]);
         assert_eq!(reopened.version(1).unwrap().1, d1);
@@ -401,11 +376,7 @@ mod tests {
         let d = doc("p");
         store.apply(d.clone(), &diff(None, &d), "x").unwrap();
         // A crash mid-write leaves only a partial temp file behind.
-        fs::write(
-            dir.path().join(".registry.json.tmp.999"),
-            b"{\"version\": 2, \"doc",
-        )
-        .unwrap();
+        fs::write(dir.path().join(".registry.json.tmp.999"), b"{\"version\": 2, \"doc").unwrap();
         assert_eq!(store.load().unwrap().unwrap().version, 1);
     }
 
@@ -429,10 +400,8 @@ mod tests {
                 .unwrap();
         }
         let state = store.load().unwrap().unwrap();
-        let iv: Vec<(DateTime<Utc>, DateTime<Utc>)> = state.materializations["v"]
-            .iter()
-            .map(|i| (i.start, i.end))
-            .collect();
+        let iv: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+            state.materializations["v"].iter().map(|i| (i.start, i.end)).collect();
         assert_eq!(iv, vec![(t(0), t(8)), (t(10), t(12))]);
         assert_eq!(state.most_recent_end("v"), Some(t(12)));
     }

@@ -33,16 +33,10 @@ impl std::fmt::Display for ValidationError {
 
 /// True when `name` is a valid Feast project name: letters, digits and `_`, not starting with `_`.
 pub fn valid_project_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    !name.is_empty() && !name.starts_with('_') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn duplicates<'a>(
-    kind: &str,
-    names: impl Iterator<Item = &'a str>,
-    errors: &mut Vec<ValidationError>,
-) {
+fn duplicates<'a>(kind: &str, names: impl Iterator<Item = &'a str>, errors: &mut Vec<ValidationError>) {
     let mut seen = HashSet::new();
     for n in names {
         if !seen.insert(n) {
@@ -64,16 +58,8 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
             "a project name may hold only letters, digits and `_`, and may not start with `_`",
         ));
     }
-    duplicates(
-        "entity",
-        doc.entities.iter().map(|e| e.name.as_str()),
-        &mut errors,
-    );
-    duplicates(
-        "data source",
-        doc.data_sources.iter().map(|s| s.name()),
-        &mut errors,
-    );
+    duplicates("entity", doc.entities.iter().map(|e| e.name.as_str()), &mut errors);
+    duplicates("data source", doc.data_sources.iter().map(|s| s.name()), &mut errors);
     duplicates(
         "feature view",
         doc.feature_views
@@ -93,10 +79,7 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
         if e.join_keys.len() != 1 {
             errors.push(ValidationError::new(
                 &obj,
-                format!(
-                    "an entity needs exactly one join key, found {}",
-                    e.join_keys.len()
-                ),
+                format!("an entity needs exactly one join key, found {}", e.join_keys.len()),
             ));
         }
         if e.value_type.is_none() {
@@ -111,7 +94,10 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
         }
         if let Some(t) = e.value_type {
             if !t.is_valid_key() {
-                errors.push(ValidationError::new(&obj, format!("value_type {t} cannot be a join key (use INT32, INT64, STRING, BYTES or UNIX_TIMESTAMP)")));
+                errors.push(ValidationError::new(
+                    &obj,
+                    format!("value_type {t} cannot be a join key (use INT32, INT64, STRING, BYTES or UNIX_TIMESTAMP)"),
+                ));
             }
         }
     }
@@ -150,10 +136,7 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
         let obj = format!("feature view {}", v.name);
         for e in &v.entities {
             if doc.entity(e).is_none() {
-                errors.push(ValidationError::new(
-                    &obj,
-                    format!("entity `{e}` does not exist"),
-                ));
+                errors.push(ValidationError::new(&obj, format!("entity `{e}` does not exist")));
             }
         }
         if v.ttl_seconds.is_some_and(|t| t < 0) {
@@ -203,7 +186,13 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
                 continue;
             }
             Some(DataSource::Request(_)) => {
-                errors.push(ValidationError::new(&obj, format!("source `{}` is a request source; a feature view needs a file or push source", v.source)));
+                errors.push(ValidationError::new(
+                    &obj,
+                    format!(
+                        "source `{}` is a request source; a feature view needs a file or push source",
+                        v.source
+                    ),
+                ));
                 continue;
             }
             Some(_) => match doc.batch_source(v) {
@@ -235,10 +224,7 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
             )),
             Some(c) if !c.is_timestamp => errors.push(ValidationError::new(
                 &src_obj,
-                format!(
-                    "timestamp_field `{}` is not a timestamp column",
-                    src.timestamp_field
-                ),
+                format!("timestamp_field `{}` is not a timestamp column", src.timestamp_field),
             )),
             _ => {}
         }
@@ -246,10 +232,7 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
             match cols.iter().find(|c| &c.name == created) {
                 None => errors.push(ValidationError::new(
                     &src_obj,
-                    format!(
-                        "created_timestamp_column `{created}` is not a column of {}",
-                        src.path
-                    ),
+                    format!("created_timestamp_column `{created}` is not a column of {}", src.path),
                 )),
                 Some(c) if !c.is_timestamp => errors.push(ValidationError::new(
                     &src_obj,
@@ -262,17 +245,10 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
             match column(key) {
                 None => errors.push(ValidationError::new(
                     &obj,
-                    format!(
-                        "join key `{key}` is not a column of source {} ({})",
-                        src.name, src.path
-                    ),
+                    format!("join key `{key}` is not a column of source {} ({})", src.name, src.path),
                 )),
                 Some(c) => {
-                    let declared = v
-                        .entity_columns
-                        .iter()
-                        .find(|f| &f.name == key)
-                        .map(|f| f.dtype);
+                    let declared = v.entity_columns.iter().find(|f| &f.name == key).map(|f| f.dtype);
                     if let (Some(d), Some(t)) = (declared, c.value_type) {
                         if !t.compatible_with(d) {
                             errors.push(ValidationError::new(
@@ -286,11 +262,29 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
         }
         for f in &v.features {
             match column(&f.name) {
-                None => errors.push(ValidationError::new(&obj, format!("feature `{}` is not a column of source {} ({})", f.name, src.name, src.path))),
+                None => errors.push(ValidationError::new(
+                    &obj,
+                    format!(
+                        "feature `{}` is not a column of source {} ({})",
+                        f.name, src.name, src.path
+                    ),
+                )),
                 Some(c) => match c.value_type {
                     Some(t) if t.compatible_with(f.dtype) => {}
-                    Some(t) => errors.push(ValidationError::new(&obj, format!("feature `{}` is declared {} but the source column is {t}", f.name, f.dtype))),
-                    None => errors.push(ValidationError::new(&obj, format!("feature `{}` is declared {} but the source column has a type Larder cannot read", f.name, f.dtype))),
+                    Some(t) => errors.push(ValidationError::new(
+                        &obj,
+                        format!(
+                            "feature `{}` is declared {} but the source column is {t}",
+                            f.name, f.dtype
+                        ),
+                    )),
+                    None => errors.push(ValidationError::new(
+                        &obj,
+                        format!(
+                            "feature `{}` is declared {} but the source column has a type Larder cannot read",
+                            f.name, f.dtype
+                        ),
+                    )),
                 },
             }
         }
@@ -305,10 +299,7 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
             ));
         }
         if v.features.is_empty() {
-            errors.push(ValidationError::new(
-                &obj,
-                "the view has no output features (schema)",
-            ));
+            errors.push(ValidationError::new(&obj, "the view has no output features (schema)"));
         }
         for p in &v.sources {
             match doc.feature_view(&p.view) {

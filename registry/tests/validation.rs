@@ -92,10 +92,7 @@ fn base() -> RegistryDoc {
 fn errors(doc: &RegistryDoc) -> Vec<String> {
     match resolve(doc, &lookup()) {
         Err(e) => e.iter().map(|e| e.to_string()).collect(),
-        Ok(r) => validate(&r, &lookup())
-            .iter()
-            .map(|e| e.to_string())
-            .collect(),
+        Ok(r) => validate(&r, &lookup()).iter().map(|e| e.to_string()).collect(),
     }
 }
 
@@ -124,11 +121,7 @@ fn features_are_inferred_from_the_source_when_not_declared() {
     let mut doc = base();
     doc.feature_views[0].features.clear();
     let r = resolve(&doc, &lookup()).unwrap();
-    let names: Vec<&str> = r.feature_views[0]
-        .features
-        .iter()
-        .map(|f| f.name.as_str())
-        .collect();
+    let names: Vec<&str> = r.feature_views[0].features.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, vec!["conv_rate", "name"]);
 }
 
@@ -170,16 +163,10 @@ fn join_key_missing_from_the_source() {
 fn duplicate_names() {
     let mut doc = base();
     doc.feature_views.push(doc.feature_views[0].clone());
-    assert_one(
-        &doc,
-        "feature view stats: the name `stats` is defined more than once",
-    );
+    assert_one(&doc, "feature view stats: the name `stats` is defined more than once");
     let mut doc = base();
     doc.entities.push(doc.entities[0].clone());
-    assert_one(
-        &doc,
-        "entity driver: the name `driver` is defined more than once",
-    );
+    assert_one(&doc, "entity driver: the name `driver` is defined more than once");
 }
 
 #[test]
@@ -207,10 +194,7 @@ fn timestamp_columns_are_checked() {
         f.created_timestamp_column = Some("conv_rate".into());
     }
     assert_one(&doc, "timestamp_field `ts` is not a column");
-    assert_one(
-        &doc,
-        "created_timestamp_column `conv_rate` is not a timestamp column",
-    );
+    assert_one(&doc, "created_timestamp_column `conv_rate` is not a timestamp column");
 }
 
 #[test]
@@ -244,24 +228,14 @@ fn declared_entity_type_must_match_the_schema() {
 #[test]
 fn feature_service_references_are_checked() {
     let mut doc = base();
-    doc.feature_services[0]
-        .features
-        .push(FeatureViewProjection {
-            view: "gone".into(),
-            features: vec![],
-            alias: None,
-        });
-    doc.feature_services[0].features[0]
-        .features
-        .push("nope".into());
-    assert_one(
-        &doc,
-        "feature service svc: feature view `gone` does not exist",
-    );
-    assert_one(
-        &doc,
-        "feature service svc: feature `nope` is not in view stats",
-    );
+    doc.feature_services[0].features.push(FeatureViewProjection {
+        view: "gone".into(),
+        features: vec![],
+        alias: None,
+    });
+    doc.feature_services[0].features[0].features.push("nope".into());
+    assert_one(&doc, "feature service svc: feature view `gone` does not exist");
+    assert_one(&doc, "feature service svc: feature `nope` is not in view stats");
 }
 
 #[test]
@@ -285,17 +259,11 @@ fn plan_lists_creates_updates_and_deletes() {
     });
     let plan = diff(Some(&old), &new);
     let lines = plan.lines();
-    assert!(
-        lines.contains(&"Created entity rider".to_string()),
-        "{lines:?}"
-    );
+    assert!(lines.contains(&"Created entity rider".to_string()), "{lines:?}");
     assert!(
         lines.contains(&"Updated feature view stats\n    ttl_seconds: 3600 -> 7200".to_string()),
         "{lines:?}"
     );
-    assert!(
-        lines.contains(&"Deleted feature service svc".to_string()),
-        "{lines:?}"
-    );
+    assert!(lines.contains(&"Deleted feature service svc".to_string()), "{lines:?}");
     assert!(diff(Some(&old), &old).is_empty());
 }

@@ -4,6 +4,7 @@ imports) and the exporter that ``larder apply`` runs (``python -m larder.repo DI
 from larder.data_source import DataSource, PushSource, RequestSource
 from larder.entity import Entity
 from larder.feature_service import FeatureService
+from larder.feature_store import FeatureStore, LarderError, OnlineResponse, RetrievalJob
 from larder.feature_view import FeatureView
 from larder.field import Field
 from larder.infra.offline_stores.file_source import FileSource
@@ -14,6 +15,10 @@ __all__ = [
     "DataSource",
     "Entity",
     "FeatureService",
+    "FeatureStore",
+    "LarderError",
+    "OnlineResponse",
+    "RetrievalJob",
     "FeatureView",
     "Field",
     "FileSource",

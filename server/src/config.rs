@@ -214,7 +214,9 @@ impl RepoConfig {
         let registry = match raw.registry {
             None => RegistrySetting::Path("data/registry.db".into()),
             Some(v) => serde_yaml_ng::from_value(v).map_err(|e| {
-                err(format!("registry: expected a path or a mapping with `path`, `registry_type`, `cache_ttl_seconds` ({e})"))
+                err(format!(
+                    "registry: expected a path or a mapping with `path`, `registry_type`, `cache_ttl_seconds` ({e})"
+                ))
             })?,
         };
         let registry = match registry {
@@ -230,14 +232,8 @@ impl RepoConfig {
                         m.registry_type
                     )));
                 }
-                if let Some(mode) = m
-                    .cache_mode
-                    .as_deref()
-                    .filter(|m| !matches!(*m, "sync" | "thread"))
-                {
-                    return Err(err(format!(
-                        "registry.cache_mode: `{mode}` is not one of sync, thread"
-                    )));
+                if let Some(mode) = m.cache_mode.as_deref().filter(|m| !matches!(*m, "sync" | "thread")) {
+                    return Err(err(format!("registry.cache_mode: `{mode}` is not one of sync, thread")));
                 }
                 RegistryConfig {
                     registry_type: m.registry_type,
@@ -272,11 +268,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<RepoConfig> {
-        RepoConfig::parse(
-            text,
-            Path::new("/repo"),
-            Path::new("/repo/feature_store.yaml"),
-        )
+        RepoConfig::parse(text, Path::new("/repo"), Path::new("/repo/feature_store.yaml"))
     }
 
     fn message(text: &str) -> String {
@@ -288,10 +280,7 @@ mod tests {
         let c = parse("project: driver_ref\n").unwrap();
         assert_eq!(c.project, "driver_ref");
         assert_eq!(c.registry.path, PathBuf::from("/repo/data/registry.db"));
-        assert_eq!(
-            c.online_store,
-            OnlineStoreConfig::Rocksdb(RocksDbConfig::default())
-        );
+        assert_eq!(c.online_store, OnlineStoreConfig::Rocksdb(RocksDbConfig::default()));
         assert_eq!(c.offline_store, OfflineStoreConfig::File);
     }
 
@@ -331,26 +320,20 @@ mod tests {
     #[test]
     fn bad_values_are_refused() {
         assert!(message("project: p\nprovider: gcp\n").contains("provider"));
-        assert!(message("project: p\nentity_key_serialization_version: 2\n")
-            .contains("entity_key_serialization_version"));
+        assert!(
+            message("project: p\nentity_key_serialization_version: 2\n").contains("entity_key_serialization_version")
+        );
         assert!(message("project: _bad\n").contains("project"));
-        assert!(
-            message("project: p\nentity_key_serialization_version: three\n")
-                .contains("entity_key_serialization_version")
-        );
+        assert!(message("project: p\nentity_key_serialization_version: three\n")
+            .contains("entity_key_serialization_version"));
         assert!(message("provider: local\n").contains("project"));
-        assert!(
-            message("project: p\nregistry:\n  registry_type: sql\n  path: x\n")
-                .contains("registry_type")
-        );
+        assert!(message("project: p\nregistry:\n  registry_type: sql\n  path: x\n").contains("registry_type"));
     }
 
     #[test]
     fn environment_variables_are_expanded() {
         std::env::set_var("LARDER_TEST_PROJECT", "from_env");
-        let c =
-            parse("project: ${LARDER_TEST_PROJECT}\nregistry: ${LARDER_TEST_UNSET:-data/r.json}\n")
-                .unwrap();
+        let c = parse("project: ${LARDER_TEST_PROJECT}\nregistry: ${LARDER_TEST_UNSET:-data/r.json}\n").unwrap();
         assert_eq!(c.project, "from_env");
         assert_eq!(c.registry.path, PathBuf::from("/repo/data/r.json"));
         assert!(message("project: ${LARDER_TEST_UNSET_TOO}\n").contains("LARDER_TEST_UNSET_TOO"));

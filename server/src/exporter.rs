@@ -19,10 +19,7 @@ pub fn python() -> String {
 /// True when the repo has Python definition files.
 pub fn has_python_files(repo_dir: &Path) -> bool {
     std::fs::read_dir(repo_dir)
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.path().extension().is_some_and(|x| x == "py"))
-        })
+        .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "py")))
         .unwrap_or(false)
 }
 

@@ -15,10 +15,7 @@ pub fn serialize_entity_key(keys: &[(&str, &Value)]) -> Result<Vec<u8>, ValueErr
 }
 
 /// Like [`serialize_entity_key`], appending to `out`.
-pub fn serialize_entity_key_into(
-    keys: &[(&str, &Value)],
-    out: &mut Vec<u8>,
-) -> Result<(), ValueError> {
+pub fn serialize_entity_key_into(keys: &[(&str, &Value)], out: &mut Vec<u8>) -> Result<(), ValueError> {
     let mut order: Vec<usize> = (0..keys.len()).collect();
     if keys.len() > 1 {
         order.sort_by(|a, b| keys[*a].0.cmp(keys[*b].0));

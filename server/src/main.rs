@@ -103,16 +103,10 @@ enum RegistryCommand {
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -213,20 +207,12 @@ async fn run(cli: Cli) -> Result<()> {
                 println!();
             }
             if let (false, Some(s)) = (outcome.plan.is_empty(), &outcome.state) {
-                println!(
-                    "Registry version {} applied to project {}.",
-                    s.version,
-                    store.project()
-                );
+                println!("Registry version {} applied to project {}.", s.version, store.project());
             }
         }
         Command::Materialize { start, end, views } => {
-            let start = parse_time(&start)
-                .map_err(anyhow::Error::msg)
-                .context("START")?;
-            let end = parse_time(&end)
-                .map_err(anyhow::Error::msg)
-                .context("END")?;
+            let start = parse_time(&start).map_err(anyhow::Error::msg).context("START")?;
+            let end = parse_time(&end).map_err(anyhow::Error::msg).context("END")?;
             println!(
                 "Materializing project {} from {} to {}:",
                 store.project(),
@@ -239,9 +225,7 @@ async fn run(cli: Cli) -> Result<()> {
             report(&outcomes?);
         }
         Command::MaterializeIncremental { end, views } => {
-            let end = parse_time(&end)
-                .map_err(anyhow::Error::msg)
-                .context("END")?;
+            let end = parse_time(&end).map_err(anyhow::Error::msg).context("END")?;
             println!(
                 "Materializing project {} incrementally up to {}:",
                 store.project(),
@@ -268,10 +252,7 @@ async fn run(cli: Cli) -> Result<()> {
                 tracing::warn!(error = %e, "Serving without a registry; /health answers 503 until `larder apply`.");
             }
             store.online()?;
-            api::spawn_registry_refresh(
-                Arc::clone(&store),
-                Duration::from_secs(registry_refresh_secs.max(1)),
-            );
+            api::spawn_registry_refresh(Arc::clone(&store), Duration::from_secs(registry_refresh_secs.max(1)));
             let app = api::router(Arc::clone(&store), &ApiConfig { max_body_bytes });
             let addr: SocketAddr = format!("{host}:{port}")
                 .parse()

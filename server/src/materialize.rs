@@ -33,17 +33,13 @@ pub struct NoProgress;
 impl Progress for NoProgress {}
 
 /// Converts one batch from [`OfflineStore::pull_latest`] into online rows.
-pub fn batch_to_rows(
-    doc: &RegistryDoc,
-    view: &FeatureView,
-    batch: &RecordBatch,
-) -> Result<(Vec<OnlineRow>, u64)> {
+pub fn batch_to_rows(doc: &RegistryDoc, view: &FeatureView, batch: &RecordBatch) -> Result<(Vec<OnlineRow>, u64)> {
     let join_keys = doc.join_keys(view);
     let n = batch.num_rows();
     let column = |name: &str| {
-        batch.column_by_name(name).ok_or_else(|| {
-            Error::Internal(format!("column {name} missing from the offline result"))
-        })
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::Internal(format!("column {name} missing from the offline result")))
     };
     let mut key_values = Vec::with_capacity(join_keys.len());
     for k in &join_keys {
@@ -52,12 +48,9 @@ pub fn batch_to_rows(
             .iter()
             .find(|f| &f.name == k)
             .map(|f| f.dtype)
-            .ok_or_else(|| {
-                Error::Internal(format!("no type for join key {k} of view {}", view.name))
-            })?;
+            .ok_or_else(|| Error::Internal(format!("no type for join key {k} of view {}", view.name)))?;
         key_values.push(
-            column_values(column(k)?, ty)
-                .map_err(|e| Error::Offline(format!("{}: join key {k}: {e}", view.name)))?,
+            column_values(column(k)?, ty).map_err(|e| Error::Offline(format!("{}: join key {k}: {e}", view.name)))?,
         );
     }
     let mut feature_values = Vec::with_capacity(view.features.len());
@@ -137,10 +130,7 @@ pub async fn materialize_view(
     let source = doc.batch_source(view).ok_or_else(|| {
         Error::invalid(
             "feature_views",
-            format!(
-                "feature view {} has no batch source to materialize from",
-                view.name
-            ),
+            format!("feature view {} has no batch source to materialize from", view.name),
         )
     })?;
     let request = PullRequest {

@@ -90,36 +90,65 @@ impl Default for RequestLimits {
 }
 
 /// A requested view with the features asked of it.
-struct ViewRequest<'a> {
-    view: &'a FeatureView,
-    display: String,
-    features: Vec<String>,
+pub(crate) struct ViewRequest<'a> {
+    /// The view.
+    pub view: &'a FeatureView,
+    /// Name used in full feature names (the alias, if a service gave one).
+    pub display: String,
+    /// Requested features, in request order.
+    pub features: Vec<String>,
 }
 
-fn resolve_features<'a>(
+/// Refuses two views contributing the same feature name unless names are qualified.
+pub(crate) fn check_collisions(views: &[ViewRequest<'_>], full_feature_names: bool) -> Result<()> {
+    if full_feature_names {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for v in views {
+        for f in &v.features {
+            if !seen.insert(f.as_str()) {
+                return Err(Error::invalid(
+                    "full_feature_names",
+                    format!("feature name `{f}` is requested from more than one view; set full_feature_names to true"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Output name of a feature.
+pub(crate) fn output_name(view: &ViewRequest<'_>, feature: &str, full_feature_names: bool) -> String {
+    if full_feature_names {
+        format!("{}__{feature}", view.display)
+    } else {
+        feature.to_string()
+    }
+}
+
+/// Resolves feature references or a service into views and their features, in order.
+pub(crate) fn resolve_features<'a>(
     doc: &'a RegistryDoc,
     project: &str,
     sel: &FeatureSelection,
 ) -> Result<Vec<ViewRequest<'a>>> {
     let mut out: Vec<ViewRequest<'a>> = Vec::new();
-    let push =
-        |view: &'a FeatureView, display: &str, feature: &str, out: &mut Vec<ViewRequest<'a>>| {
-            match out
-                .iter_mut()
-                .find(|r| r.display == display && r.view.name == view.name)
-            {
-                Some(r) => {
-                    if !r.features.iter().any(|f| f == feature) {
-                        r.features.push(feature.to_string());
-                    }
-                }
-                None => out.push(ViewRequest {
-                    view,
-                    display: display.to_string(),
-                    features: vec![feature.to_string()],
-                }),
+    let push = |view: &'a FeatureView, display: &str, feature: &str, out: &mut Vec<ViewRequest<'a>>| match out
+        .iter_mut()
+        .find(|r| r.display == display && r.view.name == view.name)
+    {
+        Some(r) => {
+            if !r.features.iter().any(|f| f == feature) {
+                r.features.push(feature.to_string());
             }
-        };
+        }
+        None => out.push(ViewRequest {
+            view,
+            display: display.to_string(),
+            features: vec![feature.to_string()],
+        }),
+    };
     let odfv = |name: &str| {
         Error::NotImplemented(format!(
             "on-demand feature view {name} is registered, but on-demand transformations are not served online yet"
@@ -128,10 +157,7 @@ fn resolve_features<'a>(
     match sel {
         FeatureSelection::Refs(refs) => {
             if refs.is_empty() {
-                return Err(Error::invalid(
-                    "features",
-                    "no features specified for retrieval",
-                ));
+                return Err(Error::invalid("features", "no features specified for retrieval"));
             }
             for (i, r) in refs.iter().enumerate() {
                 let Some((view_name, feature)) = r.split_once(':') else {
@@ -140,21 +166,18 @@ fn resolve_features<'a>(
                         format!("`{r}` is not a feature reference of the form `view:feature`"),
                     ));
                 };
-                let view_name = view_name
-                    .split_once("@v")
-                    .map(|(v, _)| v)
-                    .unwrap_or(view_name);
+                let view_name = view_name.split_once("@v").map(|(v, _)| v).unwrap_or(view_name);
                 let view = match doc.feature_view(view_name) {
                     Some(v) => v,
-                    None if doc.on_demand_feature_view(view_name).is_some() => {
-                        return Err(odfv(view_name))
-                    }
+                    None if doc.on_demand_feature_view(view_name).is_some() => return Err(odfv(view_name)),
                     None => return Err(Error::view_not_found(view_name, project)),
                 };
                 if view.feature(feature).is_none() {
                     return Err(Error::NotFound {
                         class: "FeastObjectNotFoundException",
-                        message: format!("Feature {feature} does not exist in feature view {view_name} in project {project}"),
+                        message: format!(
+                            "Feature {feature} does not exist in feature view {view_name} in project {project}"
+                        ),
                     });
                 }
                 push(view, view_name, feature, &mut out);
@@ -167,9 +190,7 @@ fn resolve_features<'a>(
             for p in &service.features {
                 let view = match doc.feature_view(&p.view) {
                     Some(v) => v,
-                    None if doc.on_demand_feature_view(&p.view).is_some() => {
-                        return Err(odfv(&p.view))
-                    }
+                    None if doc.on_demand_feature_view(&p.view).is_some() => return Err(odfv(&p.view)),
                     None => return Err(Error::view_not_found(&p.view, project)),
                 };
                 let display = p.alias.as_deref().unwrap_or(&p.view);
@@ -206,29 +227,22 @@ pub async fn get_online_features(
     now_ns: i64,
 ) -> Result<OnlineResponse> {
     let views = resolve_features(doc, project, &req.features)?;
+    for r in &views {
+        if !r.view.online {
+            return Err(Error::invalid(
+                "features",
+                format!("feature view {} is not online (online=False)", r.view.name),
+            ));
+        }
+    }
     let n_features: usize = views.iter().map(|v| v.features.len()).sum();
     if n_features > limits.max_features {
         return Err(Error::invalid(
             "features",
-            format!(
-                "{n_features} features requested; the limit is {}",
-                limits.max_features
-            ),
+            format!("{n_features} features requested; the limit is {}", limits.max_features),
         ));
     }
-    if !req.full_feature_names {
-        let mut seen = std::collections::HashSet::new();
-        for v in &views {
-            for f in &v.features {
-                if !seen.insert(f.as_str()) {
-                    return Err(Error::invalid(
-                        "full_feature_names",
-                        format!("feature name `{f}` is requested from more than one view; set full_feature_names to true"),
-                    ));
-                }
-            }
-        }
-    }
+    check_collisions(&views, req.full_feature_names)?;
 
     // Entity rows.
     if req.entities.is_empty() {
@@ -237,20 +251,14 @@ pub async fn get_online_features(
     let mut n_rows: Option<usize> = None;
     for (k, vals) in &req.entities {
         if vals.is_empty() {
-            return Err(Error::invalid(
-                format!("entities.{k}"),
-                "empty list of values",
-            ));
+            return Err(Error::invalid(format!("entities.{k}"), "empty list of values"));
         }
         match n_rows {
             None => n_rows = Some(vals.len()),
             Some(n) if n != vals.len() => {
                 return Err(Error::invalid(
                     format!("entities.{k}"),
-                    format!(
-                        "has {} values but other entity columns have {n}",
-                        vals.len()
-                    ),
+                    format!("has {} values but other entity columns have {n}", vals.len()),
                 ))
             }
             _ => {}
@@ -260,10 +268,7 @@ pub async fn get_online_features(
     if n_rows > limits.max_entities {
         return Err(Error::invalid(
             "entities",
-            format!(
-                "{n_rows} entity rows requested; the limit is {}",
-                limits.max_entities
-            ),
+            format!("{n_rows} entity rows requested; the limit is {}", limits.max_entities),
         ));
     }
 
@@ -287,10 +292,7 @@ pub async fn get_online_features(
             let ty: ValueType = key_field.dtype;
             let mut vals = Vec::with_capacity(raw.len());
             for (i, j) in raw.iter().enumerate() {
-                vals.push(
-                    Value::from_json_key(j, ty)
-                        .map_err(|e| Error::invalid(format!("entities.{k}[{i}]"), e.0))?,
-                );
+                vals.push(Value::from_json_key(j, ty).map_err(|e| Error::invalid(format!("entities.{k}[{i}]"), e.0))?);
             }
             parsed.insert(k.clone(), vals);
         }
@@ -310,16 +312,10 @@ pub async fn get_online_features(
     }
 
     for v in &views {
-        let key_names: Vec<&str> = v
-            .view
-            .entity_columns
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect();
+        let key_names: Vec<&str> = v.view.entity_columns.iter().map(|f| f.name.as_str()).collect();
         let mut keys = Vec::with_capacity(n_rows);
         for row in 0..n_rows {
-            let pairs: Vec<(&str, &Value)> =
-                key_names.iter().map(|k| (*k, &parsed[*k][row])).collect();
+            let pairs: Vec<(&str, &Value)> = key_names.iter().map(|k| (*k, &parsed[*k][row])).collect();
             let mut key = Vec::with_capacity(48);
             serialize_entity_key_into(&pairs, &mut key)?;
             keys.push(key);
@@ -359,8 +355,5 @@ pub async fn get_online_features(
             columns.push(col);
         }
     }
-    Ok(OnlineResponse {
-        feature_names,
-        columns,
-    })
+    Ok(OnlineResponse { feature_names, columns })
 }

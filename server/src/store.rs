@@ -5,17 +5,20 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use chrono::{DateTime, Utc};
 use larder_registry::{
-    diff, resolve, validate, FileRegistryStore, FileSource, MaterializationInterval, Plan,
-    RegistryDoc, RegistryState, RegistryStore, SchemaLookup, SourceColumn,
+    diff, resolve, validate, FileRegistryStore, FileSource, MaterializationInterval, Plan, RegistryDoc, RegistryState,
+    RegistryStore, SchemaLookup, SourceColumn,
 };
 
 use crate::config::RepoConfig;
 use crate::error::{Error, Result};
 use crate::materialize::{materialize_view, Progress, ViewWindow};
 use crate::offline::{parquet::ParquetOfflineStore, OfflineStore};
+use crate::offline::{HistoricalRequest, HistoricalView};
 use crate::online::{self, OnlineStore};
-use crate::serving::{self, OnlineRequest, OnlineResponse, RequestLimits};
+use crate::serving::{self, FeatureSelection, OnlineRequest, OnlineResponse, RequestLimits};
 use crate::time::to_nanos;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
 
 /// The result of `apply` (or of `plan`, with `state` unset).
 #[derive(Debug)]
@@ -71,8 +74,7 @@ impl FeatureStore {
 
     /// Builds a store from a loaded configuration.
     pub fn from_config(config: RepoConfig) -> Self {
-        let registry: Arc<dyn RegistryStore> =
-            Arc::new(FileRegistryStore::new(&config.registry.path));
+        let registry: Arc<dyn RegistryStore> = Arc::new(FileRegistryStore::new(&config.registry.path));
         let offline: Arc<dyn OfflineStore> = Arc::new(ParquetOfflineStore::new(&config.repo_dir));
         FeatureStore {
             config,
@@ -166,16 +168,12 @@ impl FeatureStore {
             if let larder_registry::DataSource::File(f) = s {
                 columns.insert(
                     f.name.clone(),
-                    self.offline
-                        .source_columns(f)
-                        .await
-                        .map_err(|e| e.to_string()),
+                    self.offline.source_columns(f).await.map_err(|e| e.to_string()),
                 );
             }
         }
         let lookup = Prefetched(columns);
-        let resolved = resolve(&doc, &lookup)
-            .map_err(|e| Error::Registry(larder_registry::Error::Invalid(e)))?;
+        let resolved = resolve(&doc, &lookup).map_err(|e| Error::Registry(larder_registry::Error::Invalid(e)))?;
         let errors = validate(&resolved, &lookup);
         if !errors.is_empty() {
             return Err(Error::Registry(larder_registry::Error::Invalid(errors)));
@@ -228,19 +226,13 @@ impl FeatureStore {
         progress: &dyn Progress,
     ) -> Result<Vec<MaterializeOutcome>> {
         if start > end {
-            return Err(Error::invalid(
-                "start",
-                format!("start {start} is after end {end}"),
-            ));
+            return Err(Error::invalid("start", format!("start {start} is after end {end}")));
         }
         let state = self.refresh()?;
         let names = self.views_to_materialize(&state, views)?;
         let mut out = Vec::new();
         for name in names {
-            out.push(
-                self.materialize_one(&state, &name, start, end, progress)
-                    .await?,
-            );
+            out.push(self.materialize_one(&state, &name, start, end, progress).await?);
         }
         Ok(out)
     }
@@ -278,10 +270,7 @@ impl FeatureStore {
             if start >= end {
                 continue;
             }
-            out.push(
-                self.materialize_one(&state, &name, start, end, progress)
-                    .await?,
-            );
+            out.push(self.materialize_one(&state, &name, start, end, progress).await?);
         }
         Ok(out)
     }
@@ -326,8 +315,7 @@ impl FeatureStore {
             start_ns: to_nanos(start),
             end_ns: to_nanos(end),
         };
-        let rows =
-            materialize_view(window, self.offline.as_ref(), online.as_ref(), progress).await?;
+        let rows = materialize_view(window, self.offline.as_ref(), online.as_ref(), progress).await?;
         let seconds = t0.elapsed().as_secs_f64();
         progress.finish_view(name, rows, seconds);
         self.registry.record_materialization(
@@ -360,6 +348,39 @@ impl FeatureStore {
             to_nanos(Utc::now()),
         )
         .await
+    }
+
+    /// The point-in-time-correct training set for the entity rows in `entity` (see
+    /// [`OfflineStore::get_historical_features`]).
+    pub async fn get_historical_features(
+        &self,
+        entity: Vec<RecordBatch>,
+        features: &FeatureSelection,
+        full_feature_names: bool,
+    ) -> Result<SendableRecordBatchStream> {
+        let state = self.state()?;
+        let requested = serving::resolve_features(&state.doc, self.project(), features)?;
+        serving::check_collisions(&requested, full_feature_names)?;
+        let mut views = Vec::with_capacity(requested.len());
+        for r in &requested {
+            let source = state.doc.batch_source(r.view).ok_or_else(|| {
+                Error::invalid("features", format!("feature view {} has no batch source", r.view.name))
+            })?;
+            views.push(HistoricalView {
+                view: r.view.name.clone(),
+                source,
+                join_keys: r.view.entity_columns.iter().map(|f| f.name.clone()).collect(),
+                features: r
+                    .features
+                    .iter()
+                    .map(|f| (f.clone(), serving::output_name(r, f, full_feature_names)))
+                    .collect(),
+                ttl_seconds: r.view.ttl_seconds,
+            });
+        }
+        self.offline
+            .get_historical_features(HistoricalRequest { entity, views })
+            .await
     }
 
     /// Deletes every view's online data and the registry.

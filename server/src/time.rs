@@ -29,11 +29,8 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 
 /// Nanoseconds since the epoch of a time (saturating outside 1677..2262).
 pub fn to_nanos(t: DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
-        i64::MIN
-    } else {
-        i64::MAX
-    })
+    t.timestamp_nanos_opt()
+        .unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Formats ns since the epoch as Feast's JSON does: no fraction, `.mmm`, `.uuuuuu` or
@@ -61,18 +58,9 @@ mod tests {
     #[test]
     fn feast_timestamp_precision_is_adaptive() {
         assert_eq!(format_feast(0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            format_feast(1_618_225_182_000_000_000),
-            "2021-04-12T10:59:42Z"
-        );
-        assert_eq!(
-            format_feast(1_618_225_182_500_000_000),
-            "2021-04-12T10:59:42.500Z"
-        );
-        assert_eq!(
-            format_feast(1_618_225_182_000_001_000),
-            "2021-04-12T10:59:42.000001Z"
-        );
+        assert_eq!(format_feast(1_618_225_182_000_000_000), "2021-04-12T10:59:42Z");
+        assert_eq!(format_feast(1_618_225_182_500_000_000), "2021-04-12T10:59:42.500Z");
+        assert_eq!(format_feast(1_618_225_182_000_001_000), "2021-04-12T10:59:42.000001Z");
         assert_eq!(
             format_feast(1_618_225_182_000_000_001),
             "2021-04-12T10:59:42.000000001Z"

@@ -7,9 +7,8 @@ use base64::Engine;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Field as ArrowField, Float32Type, Float64Type, Int32Type, Int64Type, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType,
+    DataType, Field as ArrowField, Float32Type, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use larder_registry::ValueType;
 use serde_json::Value as Json;
@@ -62,11 +61,7 @@ impl Value {
 
     /// Parses an entity key value given in a request as JSON, for a key of type `ty`.
     pub fn from_json_key(v: &Json, ty: ValueType) -> Result<Value, ValueError> {
-        let err = |what: &str| {
-            Err(ValueError(format!(
-                "expected {what} for a {ty} key, got {v}"
-            )))
-        };
+        let err = |what: &str| Err(ValueError(format!("expected {what} for a {ty} key, got {v}")));
         match ty {
             ValueType::Int64 => match v.as_i64() {
                 Some(i) => Ok(Value::Int64(i)),
@@ -84,10 +79,7 @@ impl Value {
                 Some(s) => Ok(Value::String(s.to_string())),
                 None => err("a string"),
             },
-            ValueType::Bytes => match v
-                .as_str()
-                .map(|s| base64::engine::general_purpose::STANDARD.decode(s))
-            {
+            ValueType::Bytes => match v.as_str().map(|s| base64::engine::general_purpose::STANDARD.decode(s)) {
                 Some(Ok(b)) => Ok(Value::Bytes(b)),
                 _ => err("a base64 string"),
             },
@@ -103,11 +95,7 @@ impl Value {
             Value::Int32(i) => (3, i.to_le_bytes().to_vec()),
             Value::Int64(i) => (4, i.to_le_bytes().to_vec()),
             Value::UnixTimestamp(i) => (8, i.to_le_bytes().to_vec()),
-            other => {
-                return Err(ValueError(format!(
-                    "{other:?} cannot be part of an entity key"
-                )))
-            }
+            other => return Err(ValueError(format!("{other:?} cannot be part of an entity key"))),
         })
     }
 
@@ -167,8 +155,7 @@ impl Value {
             }
             2 => {
                 let n = u32::from_le_bytes(take_arr(input)?) as usize;
-                let s =
-                    std::str::from_utf8(take(input, n)?).map_err(|e| ValueError(e.to_string()))?;
+                let s = std::str::from_utf8(take(input, n)?).map_err(|e| ValueError(e.to_string()))?;
                 Value::String(s.to_string())
             }
             3 => Value::Int32(i32::from_le_bytes(take_arr(input)?)),
@@ -196,9 +183,7 @@ fn float_json(f: f64) -> Json {
     } else if f.is_infinite() {
         Json::String(if f > 0.0 { "Infinity" } else { "-Infinity" }.into())
     } else {
-        serde_json::Number::from_f64(f)
-            .map(Json::Number)
-            .unwrap_or(Json::Null)
+        serde_json::Number::from_f64(f).map(Json::Number).unwrap_or(Json::Null)
     }
 }
 
@@ -240,9 +225,7 @@ pub fn value_type_of(dt: &DataType) -> Option<ValueType> {
     Some(match dt {
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => ValueType::Bytes,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ValueType::String,
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => {
-            ValueType::Int32
-        }
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => ValueType::Int32,
         DataType::Int64 | DataType::UInt32 | DataType::UInt64 => ValueType::Int64,
         DataType::Float16 | DataType::Float32 => ValueType::Float,
         DataType::Float64 => ValueType::Double,
@@ -266,23 +249,11 @@ pub fn timestamps_nanos(array: &ArrayRef) -> Result<Vec<Option<i64>>, ValueError
             .collect()
     }
     Ok(match array.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            collect::<TimestampSecondType>(array, 1_000_000_000)
-        }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            collect::<TimestampMillisecondType>(array, 1_000_000)
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            collect::<TimestampMicrosecondType>(array, 1_000)
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            collect::<TimestampNanosecondType>(array, 1)
-        }
-        other => {
-            return Err(ValueError(format!(
-                "expected a timestamp column, found {other}"
-            )))
-        }
+        DataType::Timestamp(TimeUnit::Second, _) => collect::<TimestampSecondType>(array, 1_000_000_000),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => collect::<TimestampMillisecondType>(array, 1_000_000),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => collect::<TimestampMicrosecondType>(array, 1_000),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => collect::<TimestampNanosecondType>(array, 1),
+        other => return Err(ValueError(format!("expected a timestamp column, found {other}"))),
     })
 }
 
@@ -303,8 +274,7 @@ pub fn column_values(array: &ArrayRef, ty: ValueType) -> Result<Vec<Value>, Valu
     let array = if array.data_type() == &target {
         Arc::clone(array)
     } else {
-        cast(array, &target)
-            .map_err(|e| ValueError(format!("cannot read {} as {ty}: {e}", array.data_type())))?
+        cast(array, &target).map_err(|e| ValueError(format!("cannot read {} as {ty}: {e}", array.data_type())))?
     };
     let n = array.len();
     let mut out = Vec::with_capacity(n);
@@ -406,18 +376,12 @@ mod tests {
 
     #[test]
     fn json_encoding_follows_feast() {
-        assert_eq!(
-            Value::Double(f64::NAN).to_json(),
-            Json::String("NaN".into())
-        );
+        assert_eq!(Value::Double(f64::NAN).to_json(), Json::String("NaN".into()));
         assert_eq!(
             Value::Float(f32::NEG_INFINITY).to_json(),
             Json::String("-Infinity".into())
         );
-        assert_eq!(
-            Value::Bytes(b"abc".to_vec()).to_json(),
-            Json::String("YWJj".into())
-        );
+        assert_eq!(Value::Bytes(b"abc".to_vec()).to_json(), Json::String("YWJj".into()));
         assert_eq!(
             Value::Int64(9_007_199_254_740_993).to_json().to_string(),
             "9007199254740993"
@@ -436,9 +400,7 @@ mod tests {
         );
         assert!(Value::from_json_key(&serde_json::json!("1001"), ValueType::Int64).is_err());
         assert!(Value::from_json_key(&serde_json::json!(1.5), ValueType::Int64).is_err());
-        assert!(
-            Value::from_json_key(&serde_json::json!(3_000_000_000i64), ValueType::Int32).is_err()
-        );
+        assert!(Value::from_json_key(&serde_json::json!(3_000_000_000i64), ValueType::Int32).is_err());
         assert!(Value::from_json_key(&serde_json::json!(5), ValueType::String).is_err());
         assert_eq!(
             Value::from_json_key(&serde_json::json!("C1"), ValueType::String).unwrap(),

@@ -47,8 +47,7 @@ impl RegistryDoc {
         self.entities.sort_by(|a, b| a.name.cmp(&b.name));
         self.data_sources.sort_by(|a, b| a.name().cmp(b.name()));
         self.feature_views.sort_by(|a, b| a.name.cmp(&b.name));
-        self.on_demand_feature_views
-            .sort_by(|a, b| a.name.cmp(&b.name));
+        self.on_demand_feature_views.sort_by(|a, b| a.name.cmp(&b.name));
         self.feature_services.sort_by(|a, b| a.name.cmp(&b.name));
     }
 

@@ -84,11 +84,7 @@ impl ValueType {
     pub fn is_valid_key(self) -> bool {
         matches!(
             self,
-            ValueType::Bytes
-                | ValueType::String
-                | ValueType::Int32
-                | ValueType::Int64
-                | ValueType::UnixTimestamp
+            ValueType::Bytes | ValueType::String | ValueType::Int32 | ValueType::Int64 | ValueType::UnixTimestamp
         )
     }
 

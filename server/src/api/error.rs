@@ -76,20 +76,16 @@ impl IntoResponse for ApiError {
                 .into_response(),
             ApiError::Core(Error::InvalidRequest { field, message }) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                axum::Json(validation_body(
-                    "value_error",
-                    &split_field(&field),
-                    &message,
-                )),
+                axum::Json(validation_body("value_error", &split_field(&field), &message)),
             )
                 .into_response(),
             ApiError::Core(e) => {
-                let status =
-                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 if status.is_server_error() {
                     tracing::error!(error = %e, status = status.as_u16(), "Request failed.");
                 }
-                let detail = json!({"module": "feast.errors", "class": e.feast_class(), "message": e.to_string()}).to_string();
+                let detail =
+                    json!({"module": "feast.errors", "class": e.feast_class(), "message": e.to_string()}).to_string();
                 (status, axum::Json(serde_json::Value::String(detail))).into_response()
             }
         }
@@ -102,10 +98,7 @@ mod tests {
 
     #[test]
     fn fields_split_into_locations() {
-        assert_eq!(
-            split_field("entities.driver_id[2]"),
-            vec!["entities", "driver_id", "2"]
-        );
+        assert_eq!(split_field("entities.driver_id[2]"), vec!["entities", "driver_id", "2"]);
         assert_eq!(
             validation_body("x", &split_field("features[0]"), "m")["detail"][0]["loc"],
             json!(["body", "features", 0])

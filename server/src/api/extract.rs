@@ -8,10 +8,7 @@ use serde::de::DeserializeOwned;
 use super::ApiError;
 
 /// Parses a JSON body; errors name the JSON path of the bad value.
-pub fn parse_json<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<T, ApiError> {
     let body = match body {
         Ok(b) => b,
         Err(BytesRejection::FailedToBufferBody(_)) => return Err(ApiError::TooLarge(limit)),

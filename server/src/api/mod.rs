@@ -4,8 +4,10 @@
 mod error;
 mod extract;
 mod health;
+mod historical;
 mod online;
 mod openapi;
+mod registry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +62,8 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
     };
     Router::new()
         .route("/get-online-features", post(online::get_online_features))
+        .route("/get-historical-features", post(historical::get_historical_features))
+        .route("/registry", get(registry::registry))
         .route("/health", get(health::health))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -67,10 +71,7 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
 }
 
 /// Keeps the server's registry cache fresh: re-checks the registry every `interval`.
-pub fn spawn_registry_refresh(
-    store: Arc<FeatureStore>,
-    interval: Duration,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_registry_refresh(store: Arc<FeatureStore>, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         loop {

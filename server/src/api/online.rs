@@ -96,12 +96,7 @@ impl Serialize for ColumnBody<'_> {
         m.serialize_entry("values", &Values(&self.0.values))?;
         m.serialize_entry(
             "statuses",
-            &self
-                .0
-                .statuses
-                .iter()
-                .map(|st| st.as_str())
-                .collect::<Vec<_>>(),
+            &self.0.statuses.iter().map(|st| st.as_str()).collect::<Vec<_>>(),
         )?;
         m.serialize_entry(
             "event_timestamps",
@@ -131,10 +126,7 @@ impl Serialize for ResponseBody<'_> {
                 feature_names: &self.0.feature_names,
             },
         )?;
-        m.serialize_entry(
-            "results",
-            &self.0.columns.iter().map(ColumnBody).collect::<Vec<_>>(),
-        )?;
+        m.serialize_entry("results", &self.0.columns.iter().map(ColumnBody).collect::<Vec<_>>())?;
         m.end()
     }
 }
@@ -164,9 +156,5 @@ pub async fn get_online_features(
     let response = state.store.get_online_features(&request).await?;
     let bytes = serde_json::to_vec(&ResponseBody(&response))
         .map_err(|e| ApiError::Core(crate::Error::Internal(e.to_string())))?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response())
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }

@@ -9,10 +9,12 @@ use utoipa::OpenApi;
         title = "Larder feature server",
         description = "Feast-compatible feature server API."
     ),
-    paths(super::online::get_online_features, super::health::health),
-    components(schemas(
-        super::online::GetOnlineFeaturesRequest,
-        super::online::GetOnlineFeaturesResponse
-    ))
+    paths(
+        super::online::get_online_features,
+        super::historical::get_historical_features,
+        super::registry::registry,
+        super::health::health
+    ),
+    components(schemas(super::online::GetOnlineFeaturesRequest, super::online::GetOnlineFeaturesResponse))
 )]
 pub struct ApiDoc;

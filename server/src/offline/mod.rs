@@ -2,6 +2,7 @@
 //! point-in-time-correct training sets).
 
 pub mod parquet;
+pub mod pit_join;
 
 use std::fmt::Debug;
 
@@ -31,6 +32,30 @@ pub struct PullRequest<'a> {
     pub end_ns: i64,
 }
 
+/// One feature view of a historical request.
+#[derive(Debug, Clone)]
+pub struct HistoricalView<'a> {
+    /// View name (for messages).
+    pub view: String,
+    /// Its batch source.
+    pub source: &'a FileSource,
+    /// Join keys: names in the entity table (and, through the field mapping, in the source).
+    pub join_keys: Vec<String>,
+    /// `(feature name, output column name)` pairs.
+    pub features: Vec<(String, String)>,
+    /// ttl in seconds (`None` or 0: unlimited).
+    pub ttl_seconds: Option<i64>,
+}
+
+/// A `get_historical_features` request: entity rows plus the views to join.
+#[derive(Debug, Clone)]
+pub struct HistoricalRequest<'a> {
+    /// The entity dataframe.
+    pub entity: Vec<datafusion::arrow::array::RecordBatch>,
+    /// The views, in output order.
+    pub views: Vec<HistoricalView<'a>>,
+}
+
 /// Historical data in batch sources.
 #[async_trait]
 pub trait OfflineStore: Debug + Send + Sync {
@@ -39,6 +64,11 @@ pub trait OfflineStore: Debug + Send + Sync {
     /// columns: the join keys, the features, [`EVENT_TS_COLUMN`] and, when the source has a
     /// created column, [`CREATED_TS_COLUMN`].
     async fn pull_latest(&self, request: PullRequest<'_>) -> Result<SendableRecordBatchStream>;
+
+    /// The point-in-time-correct training set: every entity row (in input order) with every
+    /// entity column, then each view's features as of the row's timestamp (see
+    /// [`pit_join`]).
+    async fn get_historical_features(&self, request: HistoricalRequest<'_>) -> Result<SendableRecordBatchStream>;
 
     /// The columns of a source (for validation and inference at apply time).
     async fn source_columns(&self, source: &FileSource) -> Result<Vec<SourceColumn>>;

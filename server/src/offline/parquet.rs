@@ -9,8 +9,18 @@ use datafusion::prelude::{col, lit, ParquetReadOptions, SessionConfig, SessionCo
 use datafusion::scalar::ScalarValue;
 use larder_registry::{FileSource, SourceColumn};
 
-use super::{OfflineStore, PullRequest, CREATED_TS_COLUMN, EVENT_TS_COLUMN};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{cast, Expr};
+
+use super::pit_join::{final_sql, view_sql, ViewJoin, ENTITY_TS, ROW_ID};
+use super::{HistoricalRequest, OfflineStore, PullRequest, CREATED_TS_COLUMN, EVENT_TS_COLUMN};
 use crate::error::{Error, Result};
+use crate::value::timestamps_nanos;
 use crate::value::value_type_of;
 
 /// Reads Parquet files (a file or a directory of them) with DataFusion. Relative source paths
@@ -28,16 +38,12 @@ pub fn ident(name: &str) -> String {
 /// A timestamp literal in the column's own type, so that comparisons need no coercion.
 fn ts_literal(dt: &DataType, ns: i64) -> Result<ScalarValue> {
     let DataType::Timestamp(unit, tz) = dt else {
-        return Err(Error::Offline(format!(
-            "expected a timestamp column, found {dt}"
-        )));
+        return Err(Error::Offline(format!("expected a timestamp column, found {dt}")));
     };
     let tz = tz.clone();
     Ok(match unit {
         TimeUnit::Second => ScalarValue::TimestampSecond(Some(ns.div_euclid(1_000_000_000)), tz),
-        TimeUnit::Millisecond => {
-            ScalarValue::TimestampMillisecond(Some(ns.div_euclid(1_000_000)), tz)
-        }
+        TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(Some(ns.div_euclid(1_000_000)), tz),
         TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(Some(ns.div_euclid(1_000)), tz),
         TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(Some(ns), tz),
     })
@@ -61,20 +67,137 @@ impl ParquetOfflineStore {
     }
 
     async fn context_with(&self, source: &FileSource) -> Result<SessionContext> {
-        let ctx =
-            SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
-        let path = self.path_of(source);
-        if !path.contains("://") && !std::path::Path::new(&path).exists() {
-            return Err(Error::Offline(format!(
-                "source {}: {path} does not exist",
-                source.name
-            )));
-        }
-        ctx.register_parquet("src", &path, ParquetReadOptions::default())
-            .await
-            .map_err(|e| Error::Offline(format!("source {} ({path}): {e}", source.name)))?;
+        let ctx = Self::context()?;
+        self.register(&ctx, "src", source).await?;
         Ok(ctx)
     }
+
+    /// A DataFusion session with a memory limit (`LARDER_OFFLINE_MEMORY_MB`, default 4096):
+    /// operators that can spill (sorts) do so instead of growing past it.
+    fn context() -> Result<SessionContext> {
+        let mb: usize = std::env::var("LARDER_OFFLINE_MEMORY_MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4096);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(mb * 1024 * 1024, 1.0)
+            .build_arc()?;
+        Ok(SessionContext::new_with_config_rt(
+            SessionConfig::new().with_information_schema(false),
+            runtime,
+        ))
+    }
+
+    async fn register(&self, ctx: &SessionContext, table: &str, source: &FileSource) -> Result<()> {
+        let path = self.path_of(source);
+        if !path.contains("://") && !std::path::Path::new(&path).exists() {
+            return Err(Error::Offline(format!("source {}: {path} does not exist", source.name)));
+        }
+        ctx.register_parquet(table, &path, ParquetReadOptions::default())
+            .await
+            .map_err(|e| Error::Offline(format!("source {} ({path}): {e}", source.name)))?;
+        Ok(())
+    }
+}
+
+/// Nanoseconds since the epoch (UTC) of a timestamp column, as an Int64 expression.
+fn ts_nanos_expr(column: &str, dt: &DataType) -> Result<Expr> {
+    let factor: i64 = match dt {
+        DataType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000_000,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => 1,
+        other => {
+            return Err(Error::Offline(format!(
+                "`{column}` is not a timestamp column ({other})"
+            )))
+        }
+    };
+    Ok(cast(col(column), DataType::Int64) * lit(factor))
+}
+
+/// The entity table: the entity dataframe plus a row id and its timestamps in ns. Returns the
+/// table, the original column names, and the min and max entity timestamps.
+fn entity_table(req: &HistoricalRequest<'_>) -> Result<(MemTable, Vec<String>, i64, i64)> {
+    let schema = match req.entity.first() {
+        Some(b) => b.schema(),
+        None => return Err(Error::invalid("entity_df", "the entity dataframe is empty")),
+    };
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let ts_col = if schema.field_with_name("event_timestamp").is_ok() {
+        "event_timestamp".to_string()
+    } else {
+        let ts: Vec<&String> = schema
+            .fields()
+            .iter()
+            .filter(|f| matches!(f.data_type(), DataType::Timestamp(_, _)))
+            .map(|f| f.name())
+            .collect();
+        match ts.as_slice() {
+            [one] => (*one).clone(),
+            _ => {
+                return Err(Error::invalid(
+                    "entity_df.event_timestamp",
+                    "the entity dataframe needs an `event_timestamp` column (or exactly one timestamp column)",
+                ))
+            }
+        }
+    };
+    for v in &req.views {
+        for k in &v.join_keys {
+            if schema.field_with_name(k).is_err() {
+                return Err(Error::invalid(
+                    format!("entity_df.{k}"),
+                    format!(
+                        "the entity dataframe has no column `{k}`, a join key of feature view {}",
+                        v.view
+                    ),
+                ));
+            }
+        }
+    }
+    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(ROW_ID, DataType::Int64, false)));
+    fields.push(Arc::new(Field::new(ENTITY_TS, DataType::Int64, false)));
+    let out_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let (mut min_ts, mut max_ts, mut next_row) = (i64::MAX, i64::MIN, 0i64);
+    let mut batches = Vec::with_capacity(req.entity.len());
+    for b in &req.entity {
+        if b.schema().fields() != schema.fields() {
+            return Err(Error::invalid(
+                "entity_df",
+                "all batches of the entity dataframe must have one schema",
+            ));
+        }
+        let ts_array = b
+            .column_by_name(&ts_col)
+            .ok_or_else(|| Error::invalid("entity_df", "missing timestamp column"))?;
+        let ts = timestamps_nanos(ts_array).map_err(|e| Error::invalid(format!("entity_df.{ts_col}"), e.0))?;
+        let mut values = Vec::with_capacity(ts.len());
+        for (i, t) in ts.into_iter().enumerate() {
+            let t = t.ok_or_else(|| {
+                Error::invalid(
+                    format!("entity_df.{ts_col}[{}]", next_row as usize + i),
+                    "null timestamp",
+                )
+            })?;
+            min_ts = min_ts.min(t);
+            max_ts = max_ts.max(t);
+            values.push(t);
+        }
+        let n = b.num_rows() as i64;
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(next_row..next_row + n));
+        next_row += n;
+        let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+        cols.push(ids);
+        cols.push(Arc::new(Int64Array::from(values)) as ArrayRef);
+        batches.push(RecordBatch::try_new(Arc::clone(&out_schema), cols).map_err(|e| Error::Internal(e.to_string()))?);
+    }
+    if next_row == 0 {
+        return Err(Error::invalid("entity_df", "the entity dataframe is empty"));
+    }
+    let table = MemTable::try_new(out_schema, vec![batches])?;
+    Ok((table, columns, min_ts, max_ts))
 }
 
 /// Source column name for an output name, through the source's field mapping.
@@ -106,20 +229,13 @@ impl OfflineStore for ParquetOfflineStore {
         let filtered = table.filter(
             col(ident(&source.timestamp_field))
                 .gt_eq(lit(ts_literal(&ts_type, req.start_ns)?))
-                .and(
-                    col(ident(&source.timestamp_field))
-                        .lt_eq(lit(ts_literal(&ts_type, req.end_ns)?)),
-                ),
+                .and(col(ident(&source.timestamp_field)).lt_eq(lit(ts_literal(&ts_type, req.end_ns)?))),
         )?;
         ctx.register_table("filtered", filtered.into_view())?;
 
         let mut select: Vec<String> = Vec::new();
         for name in req.join_keys.iter().chain(req.features.iter()) {
-            select.push(format!(
-                "{} AS {}",
-                ident(&source_column(source, name)),
-                ident(name)
-            ));
+            select.push(format!("{} AS {}", ident(&source_column(source, name)), ident(name)));
         }
         select.push(format!(
             "{} AS {}",
@@ -128,11 +244,7 @@ impl OfflineStore for ParquetOfflineStore {
         ));
         let mut order = format!("{} DESC", ident(&source.timestamp_field));
         if let Some(created) = &source.created_timestamp_column {
-            select.push(format!(
-                "{} AS {}",
-                ident(created),
-                ident(CREATED_TS_COLUMN)
-            ));
+            select.push(format!("{} AS {}", ident(created), ident(CREATED_TS_COLUMN)));
             order.push_str(&format!(", {} DESC NULLS LAST", ident(created)));
         }
         let partition = if req.join_keys.is_empty() {
@@ -153,12 +265,7 @@ impl OfflineStore for ParquetOfflineStore {
             .chain(req.features.iter())
             .map(|n| ident(n))
             .chain(std::iter::once(ident(EVENT_TS_COLUMN)))
-            .chain(
-                source
-                    .created_timestamp_column
-                    .iter()
-                    .map(|_| ident(CREATED_TS_COLUMN)),
-            )
+            .chain(source.created_timestamp_column.iter().map(|_| ident(CREATED_TS_COLUMN)))
             .collect();
         let sql = format!(
             "SELECT {outputs} FROM (SELECT {select}, ROW_NUMBER() OVER ({partition} ORDER BY {order}) AS __rn FROM filtered) \
@@ -167,6 +274,87 @@ impl OfflineStore for ParquetOfflineStore {
             select = select.join(", "),
         );
         let df = ctx.sql(&sql).await?;
+        Ok(df.execute_stream().await?)
+    }
+
+    async fn get_historical_features(&self, req: HistoricalRequest<'_>) -> Result<SendableRecordBatchStream> {
+        let (entity, entity_columns, min_ts, max_ts) = entity_table(&req)?;
+        let ctx = Self::context()?;
+        let entity_schema = datafusion::catalog::TableProvider::schema(&entity);
+        ctx.register_table("entity_df", Arc::new(entity))?;
+        let mut views = Vec::new();
+        for (i, v) in req.views.iter().enumerate() {
+            let src = format!("src_{i}");
+            self.register(&ctx, &src, v.source).await?;
+            let table = ctx.table(src.as_str()).await?;
+            let schema = table.schema().clone();
+            let ts_name = &v.source.timestamp_field;
+            let ts_type = schema
+                .field_with_unqualified_name(ts_name)
+                .map_err(|_| Error::Offline(format!("source {}: no column `{ts_name}`", v.source.name)))?
+                .data_type()
+                .clone();
+            let ttl_ns = v
+                .ttl_seconds
+                .filter(|t| *t > 0)
+                .map(|t| t.saturating_mul(1_000_000_000));
+            let mut filter = col(ident(ts_name)).lt_eq(lit(ts_literal(&ts_type, max_ts)?));
+            if let Some(ttl) = ttl_ns {
+                filter = filter.and(col(ident(ts_name)).gt_eq(lit(ts_literal(&ts_type, min_ts.saturating_sub(ttl))?)));
+            }
+            let mut select: Vec<Expr> = Vec::new();
+            for (j, key) in v.join_keys.iter().enumerate() {
+                let target = entity_schema
+                    .field_with_name(key)
+                    .map(|f| f.data_type().clone())
+                    .map_err(|_| {
+                        Error::invalid(
+                            format!("entity_df.{key}"),
+                            format!(
+                                "the entity dataframe has no column `{key}`, a join key of feature view {}",
+                                v.view
+                            ),
+                        )
+                    })?;
+                let src_col = source_column(v.source, key);
+                if schema.field_with_unqualified_name(&src_col).is_err() {
+                    return Err(Error::Offline(format!(
+                        "source {}: no join key column `{src_col}`",
+                        v.source.name
+                    )));
+                }
+                select.push(cast(col(ident(&src_col)), target).alias(format!("__k{j}")));
+            }
+            select.push(ts_nanos_expr(&ident(ts_name), &ts_type)?.alias("__ts"));
+            match &v.source.created_timestamp_column {
+                Some(c) => {
+                    let ct = schema
+                        .field_with_unqualified_name(c)
+                        .map_err(|_| Error::Offline(format!("source {}: no column `{c}`", v.source.name)))?
+                        .data_type()
+                        .clone();
+                    select.push(ts_nanos_expr(&ident(c), &ct)?.alias("__created"));
+                }
+                None => select.push(lit(0i64).alias("__created")),
+            }
+            for (j, (feature, _)) in v.features.iter().enumerate() {
+                select.push(col(ident(&source_column(v.source, feature))).alias(format!("__f{j}")));
+            }
+            let projected = table.filter(filter)?.select(select)?;
+            let fsrc = format!("fsrc_{i}");
+            ctx.register_table(fsrc.as_str(), projected.into_view())?;
+            let join = ViewJoin {
+                source_table: fsrc,
+                entity_keys: v.join_keys.clone(),
+                outputs: v.features.iter().map(|(_, o)| o.clone()).collect(),
+                ttl_seconds: v.ttl_seconds,
+            };
+            let result = ctx.sql(&view_sql(&join, "entity_df")).await?;
+            let name = format!("view_{i}");
+            ctx.register_table(name.as_str(), result.into_view())?;
+            views.push((name, join.outputs));
+        }
+        let df = ctx.sql(&final_sql("entity_df", &entity_columns, &views)).await?;
         Ok(df.execute_stream().await?)
     }
 
@@ -192,8 +380,7 @@ mod tests {
     use std::sync::Arc;
 
     use datafusion::arrow::array::{
-        Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
-        TimestampMicrosecondArray,
+        Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
     };
     use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, TimeUnit};
     use datafusion::parquet::arrow::ArrowWriter;
@@ -224,24 +411,17 @@ mod tests {
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
-                Arc::new(Int64Array::from(
-                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-                )),
+                Arc::new(Int64Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
                 Arc::new(mk_ts(rows.iter().map(|r| Some(r.1 * H)).collect())),
                 Arc::new(mk_ts(rows.iter().map(|r| r.2.map(|c| c * H)).collect())),
-                Arc::new(Float64Array::from(
-                    rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-                )),
+                Arc::new(Float64Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())),
                 Arc::new(StringArray::from(
-                    rows.iter()
-                        .map(|r| Some(format!("s{}", r.3)))
-                        .collect::<Vec<_>>(),
+                    rows.iter().map(|r| Some(format!("s{}", r.3))).collect::<Vec<_>>(),
                 )),
             ],
         )
         .unwrap();
-        let mut w =
-            ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+        let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
     }
@@ -277,22 +457,13 @@ mod tests {
             start_ns: start_h * H * 1000,
             end_ns: end_h * H * 1000,
         };
-        let batches: Vec<RecordBatch> = store
-            .pull_latest(req)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+        let batches: Vec<RecordBatch> = store.pull_latest(req).await.unwrap().try_collect().await.unwrap();
         let mut out = Vec::new();
         for b in batches {
             let ids = b.column(0).as_primitive::<Int64Type>();
             let vs = b.column(1).as_primitive::<Float64Type>();
             for i in 0..b.num_rows() {
-                out.push((
-                    ids.value(i),
-                    if vs.is_null(i) { f64::NAN } else { vs.value(i) },
-                ));
+                out.push((ids.value(i), if vs.is_null(i) { f64::NAN } else { vs.value(i) }));
             }
         }
         out.sort_by_key(|r| r.0);
@@ -329,25 +500,14 @@ mod tests {
             &[(1, 10, None, 1.0), (1, 11, None, 2.0), (2, 3, None, 3.0)],
             None,
         );
-        let got = latest(
-            dir.path(),
-            &source(false, &[("v", "value")]),
-            "value",
-            0,
-            10,
-        )
-        .await;
+        let got = latest(dir.path(), &source(false, &[("v", "value")]), "value", 0, 10).await;
         assert_eq!(got, vec![(1, 1.0), (2, 3.0)]);
     }
 
     #[tokio::test]
     async fn source_columns_have_feast_types() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            &dir.path().join("d.parquet"),
-            &[(1, 1, None, 1.0)],
-            Some("UTC"),
-        );
+        write(&dir.path().join("d.parquet"), &[(1, 1, None, 1.0)], Some("UTC"));
         let cols = ParquetOfflineStore::new(dir.path())
             .source_columns(&source(true, &[]))
             .await

@@ -26,12 +26,7 @@ pub trait OnlineStore: Debug + Send + Sync {
     /// Upserts rows of one view (newest wins). Returns the number of rows submitted.
     async fn write_batch(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize>;
     /// Reads the rows stored for `keys` (serialized entity keys) of one view.
-    async fn read(
-        &self,
-        project: &str,
-        view: &str,
-        keys: &[Vec<u8>],
-    ) -> Result<Vec<Option<OnlineRow>>>;
+    async fn read(&self, project: &str, view: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<OnlineRow>>>;
     /// Deletes every row of a view (when `apply` removes it, or on teardown).
     async fn delete_view(&self, project: &str, view: &str) -> Result<()>;
     /// Cheap liveness probe for `/health`.

@@ -25,9 +25,7 @@ pub struct RocksDbOnlineStore {
 
 impl std::fmt::Debug for RocksDbOnlineStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksDbOnlineStore")
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("RocksDbOnlineStore").field("path", &self.path).finish()
     }
 }
 
@@ -85,8 +83,7 @@ impl RocksDbOnlineStore {
         block.set_bloom_filter(10.0, false);
         block.set_cache_index_and_filter_blocks(true);
         opts.set_block_based_table_factory(&block);
-        let cf =
-            rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
+        let cf = rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
         let db = DB::open_cf_descriptors(&opts, path, [cf]).map_err(|e| db_error(path, e))?;
         Ok(RocksDbOnlineStore {
             db: Arc::new(db),
@@ -117,12 +114,7 @@ impl OnlineStore for RocksDbOnlineStore {
         .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
     }
 
-    async fn read(
-        &self,
-        project: &str,
-        view: &str,
-        keys: &[Vec<u8>],
-    ) -> Result<Vec<Option<OnlineRow>>> {
+    async fn read(&self, project: &str, view: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<OnlineRow>>> {
         let p = prefix(project, view);
         let full: Vec<Vec<u8>> = keys
             .iter()
@@ -142,11 +134,10 @@ impl OnlineStore for RocksDbOnlineStore {
         for (r, key) in results.into_iter().zip(keys) {
             match r.map_err(|e| db_error(&self.path, e))? {
                 None => out.push(None),
-                Some(bytes) => {
-                    out.push(Some(OnlineRow::decode(key.clone(), &bytes).map_err(
-                        |e| Error::Internal(format!("corrupt online row in {view}: {e}")),
-                    )?))
-                }
+                Some(bytes) => out
+                    .push(Some(OnlineRow::decode(key.clone(), &bytes).map_err(|e| {
+                        Error::Internal(format!("corrupt online row in {view}: {e}"))
+                    })?)),
             }
         }
         Ok(out)
@@ -192,20 +183,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RocksDbOnlineStore::open(dir.path(), &RocksDbConfig::default()).unwrap();
         store
-            .write_batch(
-                "p",
-                "v",
-                vec![row(b"a", 10, None, 1.0), row(b"b", 5, Some(1), 1.0)],
-            )
+            .write_batch("p", "v", vec![row(b"a", 10, None, 1.0), row(b"b", 5, Some(1), 1.0)])
             .await
             .unwrap();
         // Older event time: ignored. Same event time, newer created: wins.
         store
-            .write_batch(
-                "p",
-                "v",
-                vec![row(b"a", 9, None, 2.0), row(b"b", 5, Some(2), 2.0)],
-            )
+            .write_batch("p", "v", vec![row(b"a", 9, None, 2.0), row(b"b", 5, Some(2), 2.0)])
             .await
             .unwrap();
         store

@@ -95,10 +95,7 @@ mod tests {
         };
         let bytes = row.encode_value();
         assert_eq!(OnlineRow::decode(b"k".to_vec(), &bytes).unwrap(), row);
-        assert_eq!(
-            OnlineRow::version_of(&bytes),
-            Some((row.event_ts, i64::MIN))
-        );
+        assert_eq!(OnlineRow::version_of(&bytes), Some((row.event_ts, i64::MIN)));
         assert!(OnlineRow::decode(vec![], &bytes[..bytes.len() - 1]).is_err());
         assert_eq!(OnlineRow::version_of(&bytes[..5]), None);
     }

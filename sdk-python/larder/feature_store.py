@@ -1,0 +1,292 @@
+"""``FeatureStore``: Feast's client API against a running ``larder serve``.
+
+Bulk data travels as Arrow IPC (``POST /get-historical-features``), never as JSON. On-demand
+feature views are applied on the client after the join, as Feast's remote offline store does.
+"""
+
+import json
+import os
+import types
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+DEFAULT_URL = "http://127.0.0.1:6566"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+class LarderError(Exception):
+    """An error answered by the server; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _error_message(resp) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text
+    if isinstance(body, str):  # Feast's error detail: a JSON string holding {module, class, message}
+        try:
+            return json.loads(body).get("message", body)
+        except ValueError:
+            return body
+    if isinstance(body, dict) and "detail" in body:
+        return "; ".join(f"{'.'.join(str(x) for x in d.get('loc', []))}: {d.get('msg')}" for d in body["detail"])
+    return resp.text
+
+
+def _ns(obj):
+    if isinstance(obj, dict):
+        return types.SimpleNamespace(**{k: _ns(v) for k, v in obj.items()})
+    if isinstance(obj, list):
+        return [_ns(v) for v in obj]
+    return obj
+
+
+class OnlineResponse:
+    """Feast's ``OnlineResponse``: ``to_dict()`` and ``to_df()``."""
+
+    def __init__(self, body: dict):
+        self.body = body
+
+    def to_dict(self, include_event_timestamps: bool = False) -> Dict[str, List[Any]]:
+        out = {}
+        for name, col in zip(self.body["metadata"]["feature_names"], self.body["results"]):
+            out[name] = col["values"]
+            if include_event_timestamps:
+                out[name + "__ts"] = col.get("event_timestamps")
+        return out
+
+    def to_df(self, include_event_timestamps: bool = False):
+        import pandas as pd
+
+        return pd.DataFrame(self.to_dict(include_event_timestamps))
+
+
+class RetrievalJob:
+    """The result of ``get_historical_features``: ``to_df()`` and ``to_arrow()``."""
+
+    def __init__(self, store: "FeatureStore", entity, refs, service, full_feature_names, odfvs, helpers):
+        self._store = store
+        self._entity = entity
+        self._refs = refs
+        self._service = service
+        self._full = full_feature_names
+        self._odfvs = odfvs
+        self._helpers = helpers
+        self._table = None
+
+    def _fetch(self):
+        if self._table is None:
+            self._table = self._store._historical(self._entity, self._refs, self._service, self._full)
+        return self._table
+
+    def to_df(self):
+        """The training set as a pandas DataFrame (on-demand features included)."""
+        df = self._fetch().to_pandas()
+        for odfv in self._odfvs:
+            df = _apply_odfv(odfv, df, self._full)
+        return df.drop(columns=[c for c in self._helpers if c in df.columns])
+
+    def to_arrow(self):
+        """The training set as a pyarrow Table."""
+        if not self._odfvs and not self._helpers:
+            return self._fetch()
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(self.to_df(), preserve_index=False)
+
+
+_UDFS: Dict[str, Any] = {}
+
+
+def _load_udf(odfv):
+    """The transformation function of an on-demand view, from its registered source text
+    (decorators stripped), compiled once per source."""
+    import ast
+
+    key = odfv.name + "\0" + odfv.udf_body
+    if key not in _UDFS:
+        import numpy as np
+        import pandas as pd
+
+        tree = ast.parse(odfv.udf_body)
+        fns = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == odfv.udf_name]
+        if not fns:
+            raise ValueError(f"on-demand view {odfv.name}: function {odfv.udf_name!r} not found in its source")
+        fns[0].decorator_list = []
+        namespace: Dict[str, Any] = {"pd": pd, "pandas": pd, "np": np, "numpy": np}
+        exec(compile(ast.Module(body=[fns[0]], type_ignores=[]), f"<on-demand view {odfv.name}>", "exec"), namespace)
+        _UDFS[key] = namespace[odfv.udf_name]
+    return _UDFS[key]
+
+
+def _apply_odfv(odfv, df, full):
+    """Runs a pandas- or python-mode on-demand view over the joined rows."""
+    import pandas as pd
+
+    inputs = pd.DataFrame(index=df.index)
+    for p in odfv.sources:
+        for f in p.features:
+            inputs[f] = df[f"{p.alias or p.view}__{f}" if full else f]
+    for c in df.columns:
+        if c not in inputs.columns:
+            inputs[c] = df[c]
+    fn = _load_udf(odfv)
+    if odfv.mode == "python":
+        out = pd.DataFrame(fn({c: inputs[c].tolist() for c in inputs.columns}), index=df.index)
+    else:
+        out = fn(inputs)
+    df = df.copy()
+    for f in odfv.features:
+        df[f"{odfv.name}__{f.name}" if full else f.name] = out[f.name].to_numpy()
+    return df
+
+
+class FeatureStore:
+    """A client of a Larder server, with Feast's ``FeatureStore`` methods.
+
+    The server is ``url``, else ``$LARDER_URL``, else ``http://127.0.0.1:6566``.
+    """
+
+    def __init__(self, repo_path: Optional[Union[str, Path]] = None, url: Optional[str] = None, timeout: float = 600):
+        import requests
+
+        self.repo_path = Path(repo_path) if repo_path else None
+        self.url = (url or os.environ.get("LARDER_URL") or DEFAULT_URL).rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    # -- registry ------------------------------------------------------------------------
+    def _registry(self) -> dict:
+        resp = self._session.get(self.url + "/registry", timeout=self.timeout)
+        if resp.status_code != 200:
+            raise LarderError(resp.status_code, _error_message(resp))
+        return resp.json()
+
+    @property
+    def project(self) -> str:
+        return self._registry()["project"]
+
+    def _objects(self, kind: str):
+        return [_ns(o) for o in self._registry()["doc"][kind]]
+
+    def _one(self, kind: str, name: str, label: str):
+        for o in self._objects(kind):
+            if o.name == name:
+                return o
+        raise LarderError(404, f"{label} {name} does not exist")
+
+    def list_entities(self):
+        return self._objects("entities")
+
+    def get_entity(self, name: str):
+        return self._one("entities", name, "Entity")
+
+    def list_feature_views(self):
+        return self._objects("feature_views")
+
+    def get_feature_view(self, name: str):
+        return self._one("feature_views", name, "Feature view")
+
+    def list_on_demand_feature_views(self):
+        return self._objects("on_demand_feature_views")
+
+    def get_on_demand_feature_view(self, name: str):
+        return self._one("on_demand_feature_views", name, "On demand feature view")
+
+    def list_feature_services(self):
+        return self._objects("feature_services")
+
+    def get_feature_service(self, name: str):
+        return self._one("feature_services", name, "Feature service")
+
+    def list_data_sources(self):
+        return self._objects("data_sources")
+
+    # -- online ----------------------------------------------------------------------------
+    def get_online_features(self, features, entity_rows: Sequence[Dict[str, Any]], full_feature_names: bool = False) -> OnlineResponse:
+        entities: Dict[str, List[Any]] = {}
+        for i, row in enumerate(entity_rows):
+            for k, v in row.items():
+                entities.setdefault(k, [None] * i).append(v)
+        body: Dict[str, Any] = {"entities": entities, "full_feature_names": full_feature_names}
+        if isinstance(features, (list, tuple)):
+            body["features"] = list(features)
+        else:
+            body["feature_service"] = features.name
+        resp = self._session.post(self.url + "/get-online-features", json=body, timeout=self.timeout)
+        if resp.status_code != 200:
+            raise LarderError(resp.status_code, _error_message(resp))
+        return OnlineResponse(resp.json())
+
+    # -- offline ---------------------------------------------------------------------------
+    def get_historical_features(self, entity_df=None, features=None, full_feature_names: bool = False) -> RetrievalJob:
+        """Point-in-time-correct training set for the rows of ``entity_df`` (pandas or pyarrow)."""
+        if isinstance(entity_df, str):
+            raise NotImplementedError("an entity_df given as SQL is not supported yet: pass a DataFrame")
+        if entity_df is None or features is None:
+            raise ValueError("entity_df and features are required")
+        doc = self._registry()["doc"]
+        odfv_by_name = {o["name"]: o for o in doc["on_demand_feature_views"]}
+        fv_by_name = {v["name"]: v for v in doc["feature_views"]}
+        service = None
+        if isinstance(features, (list, tuple)):
+            wanted = list(features)
+        else:
+            svc = next((s for s in doc["feature_services"] if s["name"] == features.name), None)
+            if svc is None:
+                raise LarderError(404, f"Feature service {features.name} does not exist")
+            if not any(p["view"] in odfv_by_name for p in svc["features"]):
+                return RetrievalJob(self, entity_df, [], features.name, full_feature_names, [], [])
+            wanted = []
+            for p in svc["features"]:
+                names = p["features"] or [f["name"] for f in (fv_by_name.get(p["view"]) or odfv_by_name[p["view"]])["features"]]
+                wanted += [f"{p['view']}:{n}" for n in names]
+        refs, odfvs, helpers = [], [], []
+        for r in wanted:
+            view, _, feature = r.partition(":")
+            if view in odfv_by_name:
+                o = _ns(odfv_by_name[view])
+                if o not in odfvs and all(x.name != o.name for x in odfvs):
+                    odfvs.append(o)
+            elif r not in refs:
+                refs.append(r)
+        for o in odfvs:
+            for p in o.sources:
+                if not p.features:
+                    p.features = [f["name"] for f in fv_by_name[p.view]["features"]]
+                for f in p.features:
+                    ref = f"{p.view}:{f}"
+                    if ref not in refs:
+                        refs.append(ref)
+                        helpers.append(f"{p.view}__{f}" if full_feature_names else f)
+        # Only the requested outputs of each on-demand view stay.
+        for o in odfvs:
+            keep = {r.partition(":")[2] for r in wanted if r.partition(":")[0] == o.name}
+            for f in o.features:
+                if f.name not in keep:
+                    helpers.append(f"{o.name}__{f.name}" if full_feature_names else f.name)
+        return RetrievalJob(self, entity_df, refs, service, full_feature_names, odfvs, helpers)
+
+    def _historical(self, entity_df, refs, service, full):
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        table = entity_df if isinstance(entity_df, pa.Table) else pa.Table.from_pandas(entity_df, preserve_index=False)
+        params = {"features": refs, "feature_service": service, "full_feature_names": full}
+        meta = dict(table.schema.metadata or {})
+        meta.pop(b"pandas", None)
+        meta[b"larder.request"] = json.dumps(params).encode()
+        table = table.replace_schema_metadata(meta)
+        sink = pa.BufferOutputStream()
+        with ipc.new_stream(sink, table.schema) as w:
+            w.write_table(table)
+        resp = self._session.post(self.url + "/get-historical-features", data=sink.getvalue().to_pybytes(),
+                                  headers={"Content-Type": ARROW_STREAM}, timeout=self.timeout)
+        if resp.status_code != 200:
+            raise LarderError(resp.status_code, _error_message(resp))
+        return ipc.open_stream(resp.content).read_all()

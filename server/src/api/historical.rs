@@ -1,0 +1,104 @@
+//! `POST /get-historical-features`: Arrow IPC in (the entity dataframe), Arrow IPC out (the
+//! training set), so bulk data never goes through JSON.
+//!
+//! The request parameters travel in the entity table's schema metadata under
+//! `larder.request`: `{"features": [...], "feature_service": null, "full_feature_names": false}`.
+
+use std::io::Cursor;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use futures::StreamExt;
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+use crate::serving::FeatureSelection;
+use crate::Error;
+
+/// Media type of Arrow IPC streams.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+/// Schema-metadata key holding the request parameters.
+pub const REQUEST_KEY: &str = "larder.request";
+
+#[derive(Debug, Deserialize)]
+struct Params {
+    #[serde(default)]
+    features: Vec<String>,
+    #[serde(default)]
+    feature_service: Option<String>,
+    #[serde(default)]
+    full_feature_names: bool,
+}
+
+fn body_error(msg: String) -> ApiError {
+    ApiError::Body {
+        kind: "arrow_invalid",
+        loc: vec![],
+        msg,
+    }
+}
+
+/// Joins the entity rows (Arrow IPC stream body) with the requested features as of each row's
+/// timestamp; answers an Arrow IPC stream.
+#[utoipa::path(post, path = "/get-historical-features",
+    request_body(content = Vec<u8>, content_type = "application/vnd.apache.arrow.stream",
+        description = "Entity dataframe as an Arrow IPC stream; parameters in schema metadata `larder.request`"),
+    responses(
+        (status = 200, description = "Training set (Arrow IPC stream)", content_type = "application/vnd.apache.arrow.stream"),
+        (status = 404, description = "Unknown feature view, feature or feature service"),
+        (status = 422, description = "Bad entity dataframe or parameters; `detail[].loc` names the field")
+))]
+pub async fn get_historical_features(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = match body {
+        Ok(b) => b,
+        Err(BytesRejection::FailedToBufferBody(_)) => return Err(ApiError::TooLarge(state.max_body_bytes())),
+        Err(e) => return Err(body_error(e.body_text())),
+    };
+    let reader = StreamReader::try_new(Cursor::new(body), None)
+        .map_err(|e| body_error(format!("not an Arrow IPC stream: {e}")))?;
+    let schema = reader.schema();
+    let params: Params = match schema.metadata().get(REQUEST_KEY) {
+        Some(json) => serde_json::from_str(json).map_err(|e| ApiError::Body {
+            kind: "type_error",
+            loc: vec![REQUEST_KEY.into()],
+            msg: e.to_string(),
+        })?,
+        None => {
+            return Err(ApiError::Body {
+                kind: "missing",
+                loc: vec![REQUEST_KEY.into()],
+                msg: format!("schema metadata `{REQUEST_KEY}` is required"),
+            })
+        }
+    };
+    let mut batches = Vec::new();
+    for b in reader {
+        batches.push(b.map_err(|e| body_error(format!("bad Arrow batch: {e}")))?);
+    }
+    let selection = match params.feature_service.filter(|s| !s.is_empty()) {
+        Some(s) => FeatureSelection::Service(s),
+        None => FeatureSelection::Refs(params.features),
+    };
+    let mut stream = state
+        .store
+        .get_historical_features(batches, &selection, params.full_feature_names)
+        .await?;
+    let schema = stream.schema();
+    let mut out = Vec::new();
+    {
+        let mut writer = StreamWriter::try_new(&mut out, &schema).map_err(|e| Error::Internal(e.to_string()))?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(Error::from)?;
+            writer.write(&batch).map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        writer.finish().map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    Ok(([(axum::http::header::CONTENT_TYPE, ARROW_STREAM)], out).into_response())
+}
