@@ -47,9 +47,11 @@ class Server:
 
     def __init__(self, larder: Larder, *extra):
         self.port = free_port()
+        self.flight_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.flight_url = f"grpc://127.0.0.1:{self.flight_port}"
         self.proc = subprocess.Popen(
-            [larder_bin(), "-c", str(larder.repo), "serve", "--port", str(self.port), *extra],
+            [larder_bin(), "-c", str(larder.repo), "serve", "--port", str(self.port), "--flight-port", str(self.flight_port), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -149,14 +149,18 @@ def _apply_odfv(odfv, df, full):
 class FeatureStore:
     """A client of a Larder server, with Feast's ``FeatureStore`` methods.
 
-    The server is ``url``, else ``$LARDER_URL``, else ``http://127.0.0.1:6566``.
+    The server is ``url``, else ``$LARDER_URL``, else ``http://127.0.0.1:6566``. Training sets
+    travel as Arrow: over Arrow Flight when ``flight_url`` (or ``$LARDER_FLIGHT_URL``, e.g.
+    ``grpc://127.0.0.1:8815``) is given, else as an Arrow IPC stream over HTTP.
     """
 
-    def __init__(self, repo_path: Optional[Union[str, Path]] = None, url: Optional[str] = None, timeout: float = 600):
+    def __init__(self, repo_path: Optional[Union[str, Path]] = None, url: Optional[str] = None, timeout: float = 600,
+                 flight_url: Optional[str] = None):
         import requests
 
         self.repo_path = Path(repo_path) if repo_path else None
         self.url = (url or os.environ.get("LARDER_URL") or DEFAULT_URL).rstrip("/")
+        self.flight_url = flight_url or os.environ.get("LARDER_FLIGHT_URL") or None
         self.timeout = timeout
         self._session = requests.Session()
 
@@ -282,6 +286,8 @@ class FeatureStore:
         meta.pop(b"pandas", None)
         meta[b"larder.request"] = json.dumps(params).encode()
         table = table.replace_schema_metadata(meta)
+        if self.flight_url:
+            return self._historical_flight(table, params)
         sink = pa.BufferOutputStream()
         with ipc.new_stream(sink, table.schema) as w:
             w.write_table(table)
@@ -290,3 +296,35 @@ class FeatureStore:
         if resp.status_code != 200:
             raise LarderError(resp.status_code, _error_message(resp))
         return ipc.open_stream(resp.content).read_all()
+
+    def _historical_flight(self, table, params):
+        import pyarrow as pa
+        import pyarrow.flight as fl
+
+        client = fl.FlightClient(self.flight_url)
+        descriptor = fl.FlightDescriptor.for_command(json.dumps(params).encode())
+        try:
+            writer, reader = client.do_exchange(descriptor)
+            with writer:
+                writer.begin(table.schema)
+                writer.write_table(table)
+                writer.done_writing()
+                return reader.read_all()
+        except (fl.FlightError, pa.ArrowException) as e:
+            text = str(e)
+            status = {fl.FlightUnavailableError: 503, fl.FlightUnauthenticatedError: 401,
+                      fl.FlightUnauthorizedError: 403}.get(type(e), 500)
+            if "not found" in text.lower():
+                status = 404
+            elif "invalid argument" in text.lower():
+                status = 422
+            start, end = text.find("{"), text.rfind("}")
+            message = text
+            if start >= 0 and end > start:
+                try:
+                    message = json.loads(text[start:end + 1]).get("message", text)
+                except ValueError:
+                    pass
+            raise LarderError(status, message) from e
+        finally:
+            client.close()

@@ -9,6 +9,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod exporter;
+pub mod flight;
 pub mod key;
 pub mod materialize;
 pub mod offline;

@@ -72,6 +72,12 @@ enum Command {
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = 8 * 1024 * 1024)]
         max_body_bytes: usize,
+        /// Port of the Arrow Flight service (0: off).
+        #[arg(long, default_value_t = 8815)]
+        flight_port: u16,
+        /// Largest Arrow request body (entity dataframe) accepted, in bytes.
+        #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+        max_arrow_body_bytes: usize,
         /// Most entity rows per online request.
         #[arg(long, default_value_t = 10_000)]
         max_entities: usize,
@@ -240,6 +246,8 @@ async fn run(cli: Cli) -> Result<()> {
             host,
             port,
             max_body_bytes,
+            max_arrow_body_bytes,
+            flight_port,
             max_entities,
             registry_refresh_secs,
         } => {
@@ -253,7 +261,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
             store.online()?;
             api::spawn_registry_refresh(Arc::clone(&store), Duration::from_secs(registry_refresh_secs.max(1)));
-            let app = api::router(Arc::clone(&store), &ApiConfig { max_body_bytes });
+            let app = api::router(
+                Arc::clone(&store),
+                &ApiConfig {
+                    max_body_bytes,
+                    max_arrow_body_bytes,
+                },
+            );
             let addr: SocketAddr = format!("{host}:{port}")
                 .parse()
                 .with_context(|| format!("bad address {host}:{port}"))?;
@@ -265,9 +279,40 @@ async fn run(cli: Cli) -> Result<()> {
                 "Larder serving project {} on http://{local} (docs at http://{local}/docs)",
                 store.project()
             );
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            let flight = if flight_port > 0 {
+                let faddr: SocketAddr = format!("{host}:{flight_port}")
+                    .parse()
+                    .with_context(|| format!("bad address {host}:{flight_port}"))?;
+                let flistener = tokio::net::TcpListener::bind(faddr).await.with_context(|| {
+                    format!("cannot listen on {faddr} (Arrow Flight; --flight-port 0 turns it off)")
+                })?;
+                println!("Arrow Flight on grpc://{}", flistener.local_addr()?);
+                let incoming = tonic::transport::server::TcpIncoming::from(flistener);
+                let svc = larder_server::flight::service(Arc::clone(&store));
+                let rx = stop_rx.clone();
+                Some(tokio::spawn(async move {
+                    tonic::transport::Server::builder()
+                        .add_service(svc)
+                        .serve_with_incoming_shutdown(incoming, stopped(rx))
+                        .await
+                }))
+            } else {
+                None
+            };
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(stopped(stop_rx))
                 .await?;
+            if let Some(f) = flight {
+                f.await.context("Flight task")?.context("Arrow Flight server")?;
+            }
             tracing::info!("Server stopped.");
         }
         Command::Teardown => {

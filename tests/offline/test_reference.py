@@ -34,7 +34,7 @@ def reference_server(tmp_path_factory):
     larder = Larder(repo)
     larder.run("apply")
     server = Server(larder)
-    yield FeatureStore(url=server.url), repo
+    yield FeatureStore(url=server.url), repo, server
     server.stop()
 
 
@@ -59,7 +59,7 @@ def entity_df():
 
 
 def test_reference_without_full_feature_names(reference_server, entity_df, tmp_path):
-    store, _ = reference_server
+    store, _, _ = reference_server
     df = store.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
     assert len(df) == len(entity_df) == 5000
     assert list(df["row_id"]) == list(entity_df["row_id"])  # entity order is kept
@@ -67,14 +67,14 @@ def test_reference_without_full_feature_names(reference_server, entity_df, tmp_p
 
 
 def test_reference_with_full_feature_names(reference_server, entity_df, tmp_path):
-    store, _ = reference_server
+    store, _, _ = reference_server
     df = store.get_historical_features(entity_df=entity_df, features=FEATURES, full_feature_names=True).to_df()
     assert "driver_hourly_stats__conv_rate" in df.columns and "conv_rate" not in df.columns
     print(compare(REFERENCE / "expected" / "expected_ffn_true.parquet", df, tmp_path))
 
 
 def test_reference_feature_service(reference_server, entity_df, tmp_path):
-    store, _ = reference_server
+    store, _, _ = reference_server
     svc = store.get_feature_service("driver_activity_v2")
     df = store.get_historical_features(entity_df=entity_df, features=svc).to_df()
     # Larder returns the service's declared features; Feast 0.67 also returned acc_rate (see
@@ -85,7 +85,7 @@ def test_reference_feature_service(reference_server, entity_df, tmp_path):
 
 def test_arrow_table_in_arrow_table_out(reference_server, entity_df):
     import pyarrow as pa
-    store, _ = reference_server
+    store, _, _ = reference_server
     table = store.get_historical_features(entity_df=pa.Table.from_pandas(entity_df.head(50), preserve_index=False),
                                           features=FEATURES[:3]).to_arrow()
     assert isinstance(table, pa.Table) and table.num_rows == 50
@@ -94,7 +94,7 @@ def test_arrow_table_in_arrow_table_out(reference_server, entity_df):
 
 
 def test_registry_listing(reference_server):
-    store, _ = reference_server
+    store, _, _ = reference_server
     assert store.project == "driver_ref"
     assert sorted(v.name for v in store.list_feature_views()) == ["customer_profile", "driver_hourly_stats", "driver_hourly_stats_fresh"]
     assert sorted(e.name for e in store.list_entities()) == ["customer", "driver"]
@@ -112,14 +112,14 @@ def test_registry_listing(reference_server):
     (lambda df: df.drop(columns=["event_timestamp"]), 422, "event_timestamp"),
 ])
 def test_bad_entity_df(reference_server, entity_df, mutate, status, needle):
-    store, _ = reference_server
+    store, _, _ = reference_server
     with pytest.raises(LarderError) as e:
         store.get_historical_features(entity_df=mutate(entity_df.head(10)), features=FEATURES[:1]).to_df()
     assert e.value.status == status and needle in e.value.message, e.value
 
 
 def test_errors_match_feast(reference_server, entity_df):
-    store, _ = reference_server
+    store, _, _ = reference_server
     with pytest.raises(LarderError) as e:
         store.get_historical_features(entity_df=entity_df.head(5), features=["nope:x"]).to_df()
     assert e.value.status == 404 and "nope" in e.value.message
@@ -130,10 +130,44 @@ def test_errors_match_feast(reference_server, entity_df):
 
 
 def test_naive_timestamps_are_utc(reference_server, entity_df):
-    store, _ = reference_server
+    store, _, _ = reference_server
     aware = entity_df.head(200)
     naive = aware.copy()
     naive["event_timestamp"] = naive["event_timestamp"].dt.tz_convert("UTC").dt.tz_localize(None)
     a = store.get_historical_features(entity_df=aware, features=FEATURES[:3]).to_df()
     b = store.get_historical_features(entity_df=naive, features=FEATURES[:3]).to_df()
     pd.testing.assert_frame_equal(a.drop(columns=["event_timestamp"]), b.drop(columns=["event_timestamp"]))
+
+
+def test_arrow_flight_gives_the_same_training_set(reference_server, entity_df, tmp_path):
+    _, _, server = reference_server
+    store = FeatureStore(url=server.url, flight_url=server.flight_url)
+    df = store.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
+    print(compare(REFERENCE / "expected" / "expected_ffn_false.parquet", df, tmp_path))
+    with pytest.raises(LarderError) as e:
+        store.get_historical_features(entity_df=entity_df.head(5), features=["nope:x"]).to_df()
+    assert e.value.status == 404 and "nope" in e.value.message, e.value
+    with pytest.raises(LarderError) as e:
+        store.get_historical_features(entity_df=entity_df.head(5).drop(columns=["driver_id"]), features=FEATURES[:1]).to_df()
+    assert e.value.status == 422 and "driver_id" in e.value.message, e.value
+
+
+def test_feast_style_flight_command(reference_server, entity_df):
+    """Feast 0.67's remote offline store sends {"api": ..., "feature_refs": [...]} over DoExchange
+    with the pandas index as a column."""
+    import json
+    import pyarrow as pa
+    import pyarrow.flight as fl
+    _, _, server = reference_server
+    table = pa.Table.from_pandas(entity_df.head(100), preserve_index=True)
+    assert "__index_level_0__" in table.column_names
+    cmd = {"command_id": "x", "api": "get_historical_features", "feature_view_names": ["driver_hourly_stats"],
+           "name_aliases": [None], "feature_refs": FEATURES[:2], "project": "driver_ref", "full_feature_names": False}
+    client = fl.FlightClient(server.flight_url)
+    writer, reader = client.do_exchange(fl.FlightDescriptor.for_command(json.dumps(cmd).encode()))
+    with writer:
+        writer.begin(table.schema)
+        writer.write_table(table)
+        writer.done_writing()
+        out = reader.read_all()
+    assert out.num_rows == 100 and "conv_rate" in out.column_names and "__index_level_0__" not in out.column_names

@@ -58,7 +58,7 @@ pub async fn get_historical_features(
 ) -> Result<Response, ApiError> {
     let body = match body {
         Ok(b) => b,
-        Err(BytesRejection::FailedToBufferBody(_)) => return Err(ApiError::TooLarge(state.max_body_bytes())),
+        Err(BytesRejection::FailedToBufferBody(_)) => return Err(ApiError::TooLarge(state.max_arrow_body_bytes)),
         Err(e) => return Err(body_error(e.body_text())),
     };
     let reader = StreamReader::try_new(Cursor::new(body), None)

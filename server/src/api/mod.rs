@@ -26,14 +26,17 @@ use crate::FeatureStore;
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Largest accepted request body, in bytes (larger: 413).
+    /// Largest accepted JSON request body, in bytes (larger: 413).
     pub max_body_bytes: usize,
+    /// Largest accepted Arrow body (entity dataframes), in bytes.
+    pub max_arrow_body_bytes: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 8 * 1024 * 1024,
+            max_arrow_body_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -43,8 +46,10 @@ impl Default for ApiConfig {
 pub struct AppState {
     /// The core.
     pub store: Arc<FeatureStore>,
-    /// Body limit (for error messages).
+    /// JSON body limit (for error messages).
     pub max_body_bytes: usize,
+    /// Arrow body limit (for error messages).
+    pub max_arrow_body_bytes: usize,
 }
 
 impl AppState {
@@ -59,10 +64,14 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
     let state = AppState {
         store,
         max_body_bytes: config.max_body_bytes,
+        max_arrow_body_bytes: config.max_arrow_body_bytes,
     };
     Router::new()
         .route("/get-online-features", post(online::get_online_features))
-        .route("/get-historical-features", post(historical::get_historical_features))
+        .route(
+            "/get-historical-features",
+            post(historical::get_historical_features).layer(DefaultBodyLimit::max(config.max_arrow_body_bytes)),
+        )
         .route("/registry", get(registry::registry))
         .route("/health", get(health::health))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
