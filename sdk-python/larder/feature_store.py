@@ -229,9 +229,9 @@ class FeatureStore:
 
     # -- offline ---------------------------------------------------------------------------
     def get_historical_features(self, entity_df=None, features=None, full_feature_names: bool = False) -> RetrievalJob:
-        """Point-in-time-correct training set for the rows of ``entity_df`` (pandas or pyarrow)."""
-        if isinstance(entity_df, str):
-            raise NotImplementedError("an entity_df given as SQL is not supported yet: pass a DataFrame")
+        """Point-in-time-correct training set for the rows of ``entity_df``: a pandas DataFrame, a
+        pyarrow Table, or an SQL string over the registered file sources (tables are named after
+        the sources)."""
         if entity_df is None or features is None:
             raise ValueError("entity_df and features are required")
         doc = self._registry()["doc"]
@@ -280,8 +280,13 @@ class FeatureStore:
         import pyarrow as pa
         import pyarrow.ipc as ipc
 
-        table = entity_df if isinstance(entity_df, pa.Table) else pa.Table.from_pandas(entity_df, preserve_index=False)
         params = {"features": refs, "feature_service": service, "full_feature_names": full}
+        if isinstance(entity_df, str):
+            # SQL over the registered file sources (tables named after the sources), run by the server.
+            params["entity_df_sql"] = entity_df
+            table = pa.table({"key": ["sql"]})
+        else:
+            table = entity_df if isinstance(entity_df, pa.Table) else pa.Table.from_pandas(entity_df, preserve_index=False)
         meta = dict(table.schema.metadata or {})
         meta.pop(b"pandas", None)
         meta[b"larder.request"] = json.dumps(params).encode()

@@ -51,6 +51,8 @@ struct Command {
     feature_service: Option<String>,
     #[serde(default)]
     full_feature_names: bool,
+    #[serde(default)]
+    entity_df_sql: Option<String>,
 }
 
 /// Maps a core error to a gRPC status carrying Feast's error detail.
@@ -142,7 +144,10 @@ impl FlightService for LarderFlight {
             .try_collect()
             .await
             .map_err(|e| Status::invalid_argument(format!("bad entity table: {e}")))?;
-        let batches = drop_pandas_index(batches)?;
+        let batches = match cmd.entity_df_sql.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(sql) => self.store.entity_df_from_sql(sql).await.map_err(status)?,
+            None => drop_pandas_index(batches)?,
+        };
         let refs = if cmd.features.is_empty() {
             cmd.feature_refs
         } else {

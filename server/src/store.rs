@@ -383,6 +383,22 @@ impl FeatureStore {
             .await
     }
 
+    /// Runs an entity dataframe given as SQL over the registered file sources (tables are
+    /// named after the sources).
+    pub async fn entity_df_from_sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let state = self.state()?;
+        let sources: Vec<&larder_registry::FileSource> = state
+            .doc
+            .data_sources
+            .iter()
+            .filter_map(|s| match s {
+                larder_registry::DataSource::File(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        self.offline.query(sql, &sources).await
+    }
+
     /// Deletes every view's online data and the registry.
     pub async fn teardown(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();

@@ -171,3 +171,24 @@ def test_feast_style_flight_command(reference_server, entity_df):
         writer.done_writing()
         out = reader.read_all()
     assert out.num_rows == 100 and "conv_rate" in out.column_names and "__index_level_0__" not in out.column_names
+
+
+def test_entity_df_as_sql(reference_server, entity_df):
+    """An SQL entity dataframe runs over the registered sources; the result equals the same
+    rows given as a DataFrame."""
+    store, _, _ = reference_server
+    sql = ("SELECT driver_id, event_timestamp + INTERVAL '30 minutes' AS event_timestamp FROM driver_hourly_stats_source "
+           "WHERE driver_id IN (1001, 1002) AND event_timestamp < TIMESTAMP '2024-01-02T00:00:00Z'")
+    via_sql = store.get_historical_features(entity_df=sql, features=FEATURES[:3]).to_df()
+    src = pd.read_parquet(REFERENCE / "data" / "driver_stats.parquet")
+    rows = src[(src.driver_id.isin([1001, 1002])) & (src.event_timestamp < pd.Timestamp("2024-01-02T00:00:00Z"))]
+    edf = pd.DataFrame({"driver_id": rows.driver_id.to_numpy(), "event_timestamp": rows.event_timestamp + pd.Timedelta(minutes=30)})
+    via_df = store.get_historical_features(entity_df=edf, features=FEATURES[:3]).to_df()
+    key = ["driver_id", "event_timestamp"]
+    a = via_sql.sort_values(key).reset_index(drop=True)
+    b = via_df.sort_values(key).reset_index(drop=True)
+    assert len(a) == len(rows) > 0
+    pd.testing.assert_frame_equal(a[key + ["conv_rate", "acc_rate"]], b[key + ["conv_rate", "acc_rate"]], check_dtype=False)
+    with pytest.raises(LarderError) as e:
+        store.get_historical_features(entity_df="SELECT * FROM no_such_table", features=FEATURES[:1]).to_df()
+    assert e.value.status == 422 and "no_such_table" in e.value.message

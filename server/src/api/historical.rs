@@ -32,6 +32,8 @@ struct Params {
     feature_service: Option<String>,
     #[serde(default)]
     full_feature_names: bool,
+    #[serde(default)]
+    entity_df_sql: Option<String>,
 }
 
 fn body_error(msg: String) -> ApiError {
@@ -81,6 +83,9 @@ pub async fn get_historical_features(
     let mut batches = Vec::new();
     for b in reader {
         batches.push(b.map_err(|e| body_error(format!("bad Arrow batch: {e}")))?);
+    }
+    if let Some(sql) = params.entity_df_sql.as_deref().filter(|s| !s.trim().is_empty()) {
+        batches = state.store.entity_df_from_sql(sql).await?;
     }
     let selection = match params.feature_service.filter(|s| !s.is_empty()) {
         Some(s) => FeatureSelection::Service(s),

@@ -70,6 +70,10 @@ pub trait OfflineStore: Debug + Send + Sync {
     /// [`pit_join`]).
     async fn get_historical_features(&self, request: HistoricalRequest<'_>) -> Result<SendableRecordBatchStream>;
 
+    /// Runs an SQL query whose tables are the given batch sources (by source name), for an
+    /// entity dataframe given as SQL.
+    async fn query(&self, sql: &str, sources: &[&FileSource]) -> Result<Vec<datafusion::arrow::array::RecordBatch>>;
+
     /// The columns of a source (for validation and inference at apply time).
     async fn source_columns(&self, source: &FileSource) -> Result<Vec<SourceColumn>>;
 }

@@ -358,6 +358,25 @@ impl OfflineStore for ParquetOfflineStore {
         Ok(df.execute_stream().await?)
     }
 
+    async fn query(&self, sql: &str, sources: &[&FileSource]) -> Result<Vec<RecordBatch>> {
+        let ctx = Self::context()?;
+        for s in sources {
+            self.register(&ctx, &s.name, s).await?;
+        }
+        let df = ctx
+            .sql(sql)
+            .await
+            .map_err(|e| Error::invalid("entity_df_sql", e.to_string()))?;
+        let batches = df
+            .collect()
+            .await
+            .map_err(|e| Error::invalid("entity_df_sql", e.to_string()))?;
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Err(Error::invalid("entity_df_sql", "the query returned no rows"));
+        }
+        Ok(batches)
+    }
+
     async fn source_columns(&self, source: &FileSource) -> Result<Vec<SourceColumn>> {
         let ctx = self.context_with(source).await?;
         let table = ctx.table("src").await?;
