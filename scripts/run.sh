@@ -13,6 +13,7 @@ KEEP=0
 PORT="${LARDER_PORT:-6566}"
 
 ensure_build_deps
+apt_install curl
 ensure_venv
 log "Building larder (release)"
 cargo build --release --bin larder
