@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod exporter;
 pub mod flight;
+pub mod ingest;
 pub mod key;
 pub mod materialize;
 pub mod offline;

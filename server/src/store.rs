@@ -399,6 +399,57 @@ impl FeatureStore {
         self.offline.query(sql, &sources).await
     }
 
+    /// Feast's `push`: writes the rows to every view fed by the push source (online only;
+    /// `offline` is refused until offline appends exist). Returns the rows written.
+    pub async fn push(
+        &self,
+        push_source: &str,
+        df: &indexmap::IndexMap<String, Vec<serde_json::Value>>,
+        to: &str,
+    ) -> Result<usize> {
+        match to {
+            "online" => {}
+            "offline" | "online_and_offline" => {
+                return Err(Error::NotImplemented(format!(
+                    "push to `{to}`: appending pushed rows to the offline store is not available yet; use `online`"
+                )))
+            }
+            other => {
+                return Err(Error::invalid(
+                    "to",
+                    format!("`{other}` is not a supported push format. Please specify one of these ['online', 'offline', 'online_and_offline']."),
+                ))
+            }
+        }
+        let state = self.cached_state()?;
+        let views = crate::ingest::views_for_push_source(&state.doc, push_source)?;
+        let mut written = 0;
+        let mut batches = Vec::with_capacity(views.len());
+        for v in &views {
+            batches.push((v.name.clone(), crate::ingest::rows_from_columns(&state.doc, v, df)?));
+        }
+        let online = self.online()?;
+        for (view, rows) in batches {
+            written += online.write_batch(self.project(), &view, rows).await?;
+        }
+        Ok(written)
+    }
+
+    /// Feast's `write_to_online_store`: writes columnar rows to one view.
+    pub async fn write_to_online_store(
+        &self,
+        view: &str,
+        df: &indexmap::IndexMap<String, Vec<serde_json::Value>>,
+    ) -> Result<usize> {
+        let state = self.cached_state()?;
+        let v = state
+            .doc
+            .feature_view(view)
+            .ok_or_else(|| Error::view_not_found(view, self.project()))?;
+        let rows = crate::ingest::rows_from_columns(&state.doc, v, df)?;
+        self.online()?.write_batch(self.project(), view, rows).await
+    }
+
     /// Deletes every view's online data and the registry.
     pub async fn teardown(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();

@@ -7,6 +7,7 @@ mod health;
 mod historical;
 mod online;
 mod openapi;
+mod push;
 mod registry;
 
 use std::sync::Arc;
@@ -73,6 +74,8 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
             post(historical::get_historical_features).layer(DefaultBodyLimit::max(config.max_arrow_body_bytes)),
         )
         .route("/registry", get(registry::registry))
+        .route("/push", post(push::push))
+        .route("/write-to-online-store", post(push::write_to_online_store))
         .route("/health", get(health::health))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

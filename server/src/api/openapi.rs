@@ -13,8 +13,15 @@ use utoipa::OpenApi;
         super::online::get_online_features,
         super::historical::get_historical_features,
         super::registry::registry,
+        super::push::push,
+        super::push::write_to_online_store,
         super::health::health
     ),
-    components(schemas(super::online::GetOnlineFeaturesRequest, super::online::GetOnlineFeaturesResponse))
+    components(schemas(
+        super::online::GetOnlineFeaturesRequest,
+        super::online::GetOnlineFeaturesResponse,
+        super::push::PushRequest,
+        super::push::WriteToOnlineStoreRequest
+    ))
 )]
 pub struct ApiDoc;

@@ -1,0 +1,99 @@
+//! `POST /push` and `POST /write-to-online-store`, in Feast's wire format.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::extract::parse_json;
+use super::{ApiError, AppState};
+
+fn default_to() -> String {
+    "online".into()
+}
+
+/// Feast's `PushFeaturesRequest`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PushRequest {
+    /// Name of the push source.
+    pub push_source_name: String,
+    /// Columnar rows: column -> values (join keys, features, the event timestamp column).
+    #[schema(value_type = Object)]
+    pub df: IndexMap<String, Vec<serde_json::Value>>,
+    /// `online` (default), `offline` or `online_and_offline`.
+    #[serde(default = "default_to")]
+    pub to: String,
+    /// Accepted for compatibility (the server always uses its cached registry).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub allow_registry_cache: Option<bool>,
+    /// Accepted for compatibility.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub transform_on_write: Option<bool>,
+}
+
+/// Feast's `WriteToFeatureStoreRequest`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct WriteToOnlineStoreRequest {
+    /// The view to write.
+    pub feature_view_name: String,
+    /// Columnar rows.
+    #[schema(value_type = Object)]
+    pub df: IndexMap<String, Vec<serde_json::Value>>,
+    /// Accepted for compatibility.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub allow_registry_cache: Option<bool>,
+    /// Accepted for compatibility.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub transform_on_write: Option<bool>,
+}
+
+/// Writes pushed rows to the views fed by a push source (newest event time wins per key).
+#[utoipa::path(post, path = "/push", request_body = PushRequest, responses(
+    (status = 200, description = "Written"),
+    (status = 422, description = "Unknown push source (Feast's PushSourceNotFoundException) or bad rows; the field is named"),
+    (status = 501, description = "`to` offline is not available yet")
+))]
+pub async fn push(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let req: PushRequest = parse_json(body, state.max_body_bytes())?;
+    match state.store.push(&req.push_source_name, &req.df, &req.to).await {
+        Ok(_) => Ok(StatusCode::OK.into_response()),
+        Err(crate::Error::NotFound {
+            class: "PushSourceNotFoundException",
+            message,
+        }) => {
+            let detail = serde_json::json!({"module": "feast.errors", "class": "PushSourceNotFoundException", "message": message}).to_string();
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(serde_json::Value::String(detail)),
+            )
+                .into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes columnar rows to one feature view's online store (Feast's remote online store uses it).
+#[utoipa::path(post, path = "/write-to-online-store", request_body = WriteToOnlineStoreRequest, responses(
+    (status = 200, description = "Written; body `null`"),
+    (status = 404, description = "Unknown feature view"),
+    (status = 422, description = "Bad rows; the field is named")
+))]
+pub async fn write_to_online_store(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: WriteToOnlineStoreRequest = parse_json(body, state.max_body_bytes())?;
+    state
+        .store
+        .write_to_online_store(&req.feature_view_name, &req.df)
+        .await?;
+    Ok(axum::Json(serde_json::Value::Null).into_response())
+}

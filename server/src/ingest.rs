@@ -1,0 +1,145 @@
+//! Writes that do not come from the offline store: Feast's `push` and `write_to_online_store`.
+//! Rows go through the same typing and key encoding as materialized ones.
+
+use indexmap::IndexMap;
+use larder_registry::{DataSource, FeatureView, RegistryDoc, ValueType};
+use serde_json::Value as Json;
+
+use crate::error::{Error, Result};
+use crate::key::serialize_entity_key_into;
+use crate::online::OnlineRow;
+use crate::time::{parse_time, to_nanos};
+use crate::value::Value;
+
+/// Parses a feature value given as JSON for a field of type `ty`.
+pub fn value_from_json(v: &Json, ty: ValueType) -> std::result::Result<Value, String> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    if let Some(elem) = ty.element() {
+        let items = v
+            .as_array()
+            .ok_or_else(|| format!("expected a list for {ty}, got {v}"))?;
+        return items
+            .iter()
+            .map(|i| value_from_json(i, elem))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(Value::List);
+    }
+    let bad = || Err(format!("expected {ty}, got {v}"));
+    match ty {
+        ValueType::Double => v.as_f64().map(Value::Double).map_or_else(bad, Ok),
+        ValueType::Float => v.as_f64().map(|f| Value::Float(f as f32)).map_or_else(bad, Ok),
+        ValueType::Bool => v.as_bool().map(Value::Bool).map_or_else(bad, Ok),
+        ValueType::UnixTimestamp => match v {
+            Json::String(s) => parse_time(s).map(|t| Value::UnixTimestamp(t.timestamp())),
+            _ => v.as_i64().map(Value::UnixTimestamp).map_or_else(bad, Ok),
+        },
+        _ => Value::from_json_key(v, ty).map_err(|e| e.0),
+    }
+}
+
+/// Parses an event or created time: an ISO-8601 string (naive = UTC) or epoch seconds.
+fn time_from_json(v: &Json) -> std::result::Result<i64, String> {
+    match v {
+        Json::String(s) => parse_time(s).map(to_nanos),
+        Json::Number(n) => n
+            .as_f64()
+            .map(|s| (s * 1e9) as i64)
+            .ok_or_else(|| format!("bad time {v}")),
+        _ => Err(format!("expected an ISO-8601 time or epoch seconds, got {v}")),
+    }
+}
+
+/// The views fed by the push source `name`; Feast answers 422 when there is none.
+pub fn views_for_push_source<'a>(doc: &'a RegistryDoc, name: &str) -> Result<Vec<&'a FeatureView>> {
+    if !matches!(doc.data_source(name), Some(DataSource::Push(_))) {
+        return Err(Error::NotFound {
+            class: "PushSourceNotFoundException",
+            message: format!("Unable to find push source '{name}'."),
+        });
+    }
+    Ok(doc.feature_views.iter().filter(|v| v.source == name).collect())
+}
+
+/// Converts Feast's columnar `df` into online rows of `view`. Errors name `df.<column>[row]`.
+pub fn rows_from_columns(
+    doc: &RegistryDoc,
+    view: &FeatureView,
+    df: &IndexMap<String, Vec<Json>>,
+) -> Result<Vec<OnlineRow>> {
+    let n = df.values().next().map(Vec::len).unwrap_or(0);
+    for (k, col) in df {
+        if col.len() != n {
+            return Err(Error::invalid(
+                format!("df.{k}"),
+                format!("has {} values but other columns have {n}", col.len()),
+            ));
+        }
+    }
+    if n == 0 {
+        return Err(Error::invalid("df", "no rows"));
+    }
+    let source = doc.batch_source(view);
+    let ts_col = source
+        .map(|s| s.timestamp_field.as_str())
+        .filter(|c| df.contains_key(*c))
+        .or_else(|| df.contains_key("event_timestamp").then_some("event_timestamp"))
+        .ok_or_else(|| {
+            let name = source
+                .map(|s| s.timestamp_field.clone())
+                .unwrap_or_else(|| "event_timestamp".into());
+            Error::invalid(
+                format!("df.{name}"),
+                format!("the event timestamp column `{name}` is missing"),
+            )
+        })?;
+    let created_col = source
+        .and_then(|s| s.created_timestamp_column.as_deref())
+        .filter(|c| df.contains_key(*c))
+        .or_else(|| df.contains_key("created").then_some("created"));
+    for key in &view.entity_columns {
+        if !df.contains_key(&key.name) {
+            return Err(Error::invalid(
+                format!("df.{}", key.name),
+                format!("join key `{}` of feature view {} is missing", key.name, view.name),
+            ));
+        }
+    }
+    let mut rows = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut keys = Vec::with_capacity(view.entity_columns.len());
+        for k in &view.entity_columns {
+            let v = Value::from_json_key(&df[&k.name][i], k.dtype)
+                .map_err(|e| Error::invalid(format!("df.{}[{i}]", k.name), e.0))?;
+            keys.push((k.name.as_str(), v));
+        }
+        let pairs: Vec<(&str, &Value)> = keys.iter().map(|(k, v)| (*k, v)).collect();
+        let mut key = Vec::with_capacity(48);
+        serialize_entity_key_into(&pairs, &mut key)?;
+        let event_ts = time_from_json(&df[ts_col][i]).map_err(|e| Error::invalid(format!("df.{ts_col}[{i}]"), e))?;
+        let created_ts = match created_col {
+            Some(c) if !df[c][i].is_null() => {
+                Some(time_from_json(&df[c][i]).map_err(|e| Error::invalid(format!("df.{c}[{i}]"), e))?)
+            }
+            _ => None,
+        };
+        let mut values = Vec::with_capacity(view.features.len());
+        for f in &view.features {
+            let v = match df.get(&f.name) {
+                Some(col) => {
+                    value_from_json(&col[i], f.dtype).map_err(|e| Error::invalid(format!("df.{}[{i}]", f.name), e))?
+                }
+                None => Value::Null,
+            };
+            values.push((f.name.clone(), v));
+        }
+        rows.push(OnlineRow {
+            key,
+            event_ts,
+            created_ts,
+            values,
+        });
+    }
+    Ok(rows)
+}
