@@ -8,10 +8,7 @@ ensure_build_deps
 apt_install wrk redis-server
 cargo build --release --bin larder
 cache_rocksdb
-FEAST_VENV="$LARDER_CACHE/feast-0.67-venv"
-if [ ! -x "$FEAST_VENV/bin/feast" ]; then
-  python3 -m venv "$FEAST_VENV"
-  "$FEAST_VENV/bin/pip" install -q 'feast[redis]==0.67.0'
-fi
 ensure_venv
-exec "$VENV/bin/python" benches/online_serving.py --larder "$CARGO_TARGET_DIR/release/larder" --feast-python "$FEAST_VENV/bin/python" "$@"
+ensure_feast_venv "redis"
+[ -n "$FEAST_PYTHON" ] || { echo "Feast is needed for this benchmark" >&2; exit 1; }
+exec "$VENV/bin/python" benches/online_serving.py --larder "$CARGO_TARGET_DIR/release/larder" --feast-python "$FEAST_PYTHON" "$@"

@@ -59,3 +59,23 @@ cache_rocksdb() {
     log "Cached RocksDB's library in $ROCKSDB_CACHE"
   fi
 }
+
+# ensure_feast_venv [EXTRAS]: Feast 0.67 from PyPI in a throwaway virtualenv under the cache,
+# for the compatibility tests and the benchmarks. Sets FEAST_PYTHON (empty when it cannot be
+# installed; the tests then skip with a message).
+ensure_feast_venv() {
+  local extras="${1:-}" venv="$LARDER_CACHE/feast-0.67-venv" spec="feast==0.67.0"
+  [ -n "$extras" ] && spec="feast[$extras]==0.67.0"
+  if ! "$venv/bin/python" -c 'import feast' >/dev/null 2>&1; then
+    log "Installing $spec into $venv"
+    python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check "$spec" || true
+  elif [ -n "$extras" ]; then
+    "$venv/bin/pip" install -q --disable-pip-version-check "$spec" || true
+  fi
+  if "$venv/bin/python" -c 'import feast' >/dev/null 2>&1; then
+    export FEAST_PYTHON="$venv/bin/python"
+  else
+    log "Feast could not be installed: the Feast-client compatibility tests will be skipped"
+    export FEAST_PYTHON=""
+  fi
+}

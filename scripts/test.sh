@@ -13,6 +13,7 @@ QUICK=0
 
 ensure_build_deps
 ensure_venv
+ensure_feast_venv
 if ! command -v cargo >/dev/null; then
   echo "cargo is not installed (https://rustup.rs)" >&2
   exit 1

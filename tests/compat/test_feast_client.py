@@ -1,0 +1,67 @@
+"""Real Feast clients against Larder: Feast 0.67 (from PyPI, in its own virtualenv) configured
+with `online_store: {type: remote, path: <larder url>}` gets Larder's answers."""
+
+import json
+import os
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import Larder, Server
+from e2e.repo_factory import make_repo
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+FEAST_PYTHON = os.environ.get("FEAST_PYTHON")
+
+CLIENT = """
+import json, sys
+from feast import FeatureStore
+store = FeatureStore(repo_path=sys.argv[1])
+out = store.get_online_features(features=json.loads(sys.argv[2]), entity_rows=json.loads(sys.argv[3])).to_dict()
+print(json.dumps(out, default=str))
+"""
+
+
+@pytest.fixture(scope="module")
+def feast_python():
+    if not FEAST_PYTHON or not Path(FEAST_PYTHON).exists():
+        pytest.skip("Feast is not installed (scripts/test.sh installs feast==0.67.0 into ~/.cache/larder; "
+                    "set FEAST_PYTHON to its interpreter)")
+    return FEAST_PYTHON
+
+
+def test_feast_remote_online_store_reads_from_larder(tmp_path, feast_python):
+    larder_repo = tmp_path / "larder_repo"
+    make_repo(larder_repo, NOW)
+    larder = Larder(larder_repo)
+    larder.run("apply")
+    larder.run("materialize", (NOW - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S"), NOW.strftime("%Y-%m-%dT%H:%M:%S"))
+    server = Server(larder)
+    try:
+        feast_repo = tmp_path / "feast_repo"
+        feast_repo.mkdir()
+        (feast_repo / "data").symlink_to(larder_repo / "data")
+        (feast_repo / "definitions.py").write_text((larder_repo / "definitions.py").read_text().replace("from larder", "from feast"))
+        (feast_repo / "feature_store.yaml").write_text(
+            "project: e2e_project\nregistry: feast_registry.db\nprovider: local\n"
+            f"online_store:\n  type: remote\n  path: {server.url}\n"
+            "offline_store:\n  type: file\nentity_key_serialization_version: 3\n")
+        feast_bin = str(Path(feast_python).parent / "feast")
+        p = subprocess.run([feast_bin, "apply"], cwd=feast_repo, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        features = ["driver_stats:conv_rate", "driver_stats:trips", "customer_profile:tier"]
+        rows = [{"driver_id": 1, "customer_id": "A"}, {"driver_id": 999, "customer_id": "B"}]
+        p = subprocess.run([feast_python, "-c", CLIENT, str(feast_repo), json.dumps(features), json.dumps(rows)],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        got = json.loads(p.stdout.strip().splitlines()[-1])
+        want = server.online({"features": features, "entities": {"driver_id": [1, 999], "customer_id": ["A", "B"]}}).json()
+        want = {n: c["values"] for n, c in zip(want["metadata"]["feature_names"], want["results"])}
+        assert got["driver_id"] == [1, 999]
+        assert got["trips"] == want["trips"] and got["trips"][0] == 777 and got["trips"][1] is None
+        assert got["conv_rate"][0] == pytest.approx(want["conv_rate"][0]) and got["conv_rate"][1] is None
+        assert got["tier"] == want["tier"]
+    finally:
+        server.stop()
