@@ -74,6 +74,8 @@ ensure_feast_venv() {
   fi
   if "$venv/bin/python" -c 'import feast' >/dev/null 2>&1; then
     export FEAST_PYTHON="$venv/bin/python"
+    # The Larder SDK beside Feast, so that repos importing `feast` can be applied unmodified.
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$LARDER_ROOT/sdk-python" || true
   else
     log "Feast could not be installed: the Feast-client compatibility tests will be skipped"
     export FEAST_PYTHON=""

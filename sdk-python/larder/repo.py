@@ -20,6 +20,8 @@ from larder.data_source import DataSource, PushSource
 from larder.entity import Entity
 from larder.feature_service import FeatureService
 from larder.feature_view import FeatureView
+from larder.feast_compat import feast_kind
+from larder.feast_compat import to_dict as feast_to_dict
 from larder.on_demand_feature_view import OnDemandFeatureView
 
 SKIP_DIRS = {"__pycache__", "data", ".venv", "venv", "node_modules", ".git"}
@@ -68,15 +70,15 @@ def load_objects(repo: Path) -> List[object]:
         except Exception as e:  # report the file and the error, not a bare traceback
             raise RepoError(f"{rel}: {type(e).__name__}: {e}") from e
         for value in vars(module).values():
-            if isinstance(value, (Entity, DataSource, FeatureView, OnDemandFeatureView, FeatureService)):
+            if isinstance(value, (Entity, DataSource, FeatureView, OnDemandFeatureView, FeatureService)) or feast_kind(value):
                 if id(value) not in seen:
                     seen.add(id(value))
                     found.append(value)
     return found
 
 
-def _add(kind: str, registry: Dict[str, Tuple[object, dict]], obj, errors: List[str]):
-    d = obj.to_dict()
+def _add(kind: str, registry: Dict[str, Tuple[object, dict]], obj, errors: List[str], d: dict = None):
+    d = obj.to_dict() if d is None else d
     name = d["name"]
     if name in registry:
         if registry[name][1] != d:
@@ -96,8 +98,19 @@ def export(repo: Path) -> dict:
         if isinstance(s, PushSource):
             add_source(s.batch_source)
 
+    feast_registries = {"entity": entities, "data source": sources, "feature view": views,
+                        "on-demand feature view": odfvs, "feature service": services}
+
+    def add_feast(o):
+        kind, d, nested = feast_to_dict(o)
+        _add(kind, feast_registries[kind], o, errors, d)
+        for n in nested:
+            add_feast(n)
+
     for o in objects:
-        if isinstance(o, Entity):
+        if feast_kind(o):
+            add_feast(o)
+        elif isinstance(o, Entity):
             _add("entity", entities, o, errors)
         elif isinstance(o, DataSource):
             add_source(o)

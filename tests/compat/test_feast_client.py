@@ -65,3 +65,37 @@ def test_feast_remote_online_store_reads_from_larder(tmp_path, feast_python):
         assert got["tier"] == want["tier"]
     finally:
         server.stop()
+
+
+def test_a_repo_written_with_feast_applies_unmodified(tmp_path, feast_python):
+    """The reference repo's definitions import `feast`; with Feast installed, `larder apply`
+    reads them as they are, and the training set still matches Feast's."""
+    import shutil
+    import sys
+
+    import pandas as pd
+
+    from larder import FeatureStore
+    from offline.test_reference import FEATURES, REFERENCE, compare
+
+    probe = subprocess.run([feast_python, "-c", "import larder"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("the Larder SDK is not installed in Feast's virtualenv (scripts/test.sh installs it)")
+    repo = tmp_path / "repo"
+    shutil.copytree(REFERENCE / "repo", repo)
+    shutil.copytree(REFERENCE / "data", repo / "data")
+    assert "from feast import" in (repo / "definitions.py").read_text()
+    (repo / "feature_store.yaml").write_text(
+        "project: driver_ref\nregistry: data/registry.json\nprovider: local\n"
+        "online_store:\n  type: rocksdb\n  path: data/online_store\nentity_key_serialization_version: 3\n")
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    out = larder.run("apply").stdout
+    assert "Created on-demand feature view transformed_conv_rate" in out and "Created feature service driver_activity_v2" in out, out
+    server = Server(larder)
+    try:
+        store = FeatureStore(url=server.url)
+        df = store.get_historical_features(entity_df=pd.read_parquet(REFERENCE / "entity_df.parquet"), features=FEATURES).to_df()
+        print(compare(REFERENCE / "expected" / "expected_ffn_false.parquet", df, tmp_path))
+    finally:
+        server.stop()

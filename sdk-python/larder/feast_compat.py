@@ -1,0 +1,93 @@
+"""Reads definitions written with the real ``feast`` package (when it is installed), so a Feast
+repo can be applied to Larder unmodified. Objects are recognised by class name and module;
+their attributes are Feast 0.67's."""
+
+from typing import Optional, Tuple
+
+FEAST_KINDS = {
+    "Entity": "entity",
+    "FileSource": "data source",
+    "PushSource": "data source",
+    "RequestSource": "data source",
+    "FeatureView": "feature view",
+    "BatchFeatureView": "feature view",
+    "OnDemandFeatureView": "on-demand feature view",
+    "FeatureService": "feature service",
+}
+
+
+def feast_kind(obj) -> Optional[str]:
+    """The registry kind of a Feast object, or None for anything else."""
+    cls = type(obj)
+    if not cls.__module__.startswith("feast."):
+        return None
+    for klass in cls.__mro__:
+        if klass.__name__ in FEAST_KINDS and klass.__module__.startswith("feast."):
+            return FEAST_KINDS[klass.__name__]
+    return None
+
+
+def _meta(o) -> dict:
+    return {"name": o.name, "description": getattr(o, "description", "") or "", "tags": dict(getattr(o, "tags", {}) or {}),
+            "owner": getattr(o, "owner", "") or ""}
+
+
+def _field(f) -> dict:
+    return {"name": f.name, "dtype": f.dtype.to_value_type().name}
+
+
+def _value_type(vt) -> Optional[str]:
+    name = getattr(vt, "name", None)
+    return None if name in (None, "UNKNOWN", "INVALID") else name
+
+
+def to_dict(obj) -> Tuple[str, dict, list]:
+    """``(kind, registry dict, nested objects)`` of a Feast object."""
+    kind = feast_kind(obj)
+    name = type(obj).__name__
+    if kind == "entity":
+        join_keys = list(getattr(obj, "join_keys", None) or [obj.join_key])
+        return kind, {**_meta(obj), "join_keys": join_keys, "value_type": _value_type(obj.value_type)}, []
+    if kind == "data source":
+        if name == "PushSource" or hasattr(obj, "batch_source") and type(obj).__name__ == "PushSource":
+            return kind, {"type": "push", **_meta(obj), "batch_source": obj.batch_source.name}, [obj.batch_source]
+        if name == "RequestSource":
+            return kind, {"type": "request", **_meta(obj), "schema": [_field(f) for f in obj.schema]}, []
+        return kind, {
+            "type": "file", **_meta(obj), "path": obj.path, "timestamp_field": obj.timestamp_field,
+            "created_timestamp_column": obj.created_timestamp_column or None,
+            "field_mapping": dict(obj.field_mapping or {}),
+        }, []
+    if kind == "feature view":
+        source = obj.stream_source or obj.batch_source
+        ttl = obj.ttl.total_seconds() if obj.ttl is not None else None
+        return kind, {
+            **_meta(obj),
+            "entities": [e if isinstance(e, str) else e.name for e in obj.entities],
+            "features": [_field(f) for f in obj.features],
+            "entity_columns": [_field(f) for f in obj.entity_columns],
+            "source": source.name,
+            "ttl_seconds": int(ttl) if ttl is not None else None,
+            "online": bool(obj.online),
+        }, [source]
+    if kind == "on-demand feature view":
+        transformation = getattr(obj, "feature_transformation", None)
+        udf = getattr(transformation, "udf", None)
+        return kind, {
+            **_meta(obj),
+            "sources": [{"view": p.name, "features": [f.name for f in p.features], "alias": p.name_alias or None}
+                        for p in obj.source_feature_view_projections.values()],
+            "request_sources": list(obj.source_request_sources.keys()),
+            "features": [_field(f) for f in obj.features],
+            "mode": obj.mode if obj.mode in ("pandas", "python") else "pandas",
+            "udf_name": getattr(udf, "__name__", "") or "",
+            "udf_body": getattr(transformation, "udf_string", "") or "",
+            "write_to_online_store": bool(getattr(obj, "write_to_online_store", False)),
+        }, list(obj.source_request_sources.values())
+    if kind == "feature service":
+        return kind, {
+            **_meta(obj),
+            "features": [{"view": p.name, "features": [f.name for f in p.features], "alias": p.name_alias or None}
+                         for p in obj.feature_view_projections],
+        }, []
+    raise TypeError(f"not a Feast definition: {obj!r}")
