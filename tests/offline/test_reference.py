@@ -1,6 +1,7 @@
 """Conformance: Larder's training sets for shared/reference equal Feast's (DuckDB store, checked
 against an independent naive join), cell by cell, through the Python SDK and a real server."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,8 +13,16 @@ import pytest
 from conftest import Larder, Server
 from larder import FeatureStore, LarderError
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
-REFERENCE = REFERENCE.resolve()
+def _reference() -> Path:
+    """shared/reference beside the project (`../shared` from its root), or $LARDER_SHARED_DIR."""
+    candidates = [os.environ.get("LARDER_SHARED_DIR"), Path(__file__).resolve().parents[2].parent / "shared", "/work/shared"]
+    for c in candidates:
+        if c and (Path(c) / "reference" / "compare.py").exists():
+            return (Path(c) / "reference").resolve()
+    return (Path(__file__).resolve().parents[2].parent / "shared" / "reference").resolve()
+
+
+REFERENCE = _reference()
 FEATURES = ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate", "driver_hourly_stats:avg_daily_trips",
             "customer_profile:current_balance", "customer_profile:lifetime_trip_count",
             "transformed_conv_rate:conv_rate_plus_val"]
