@@ -307,6 +307,10 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 None
             };
+            // Small responses: send them at once (no Nagle delay), as uvicorn does for Feast.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(stopped(stop_rx))
                 .await?;
