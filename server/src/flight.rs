@@ -20,10 +20,9 @@ use arrow_flight::{
 use datafusion::arrow::array::RecordBatch;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use serde::Deserialize;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::serving::FeatureSelection;
+use crate::serving::HistoricalParams;
 use crate::{Error, FeatureStore};
 
 /// The Flight service.
@@ -37,22 +36,6 @@ pub fn service(store: Arc<FeatureStore>) -> FlightServiceServer<LarderFlight> {
     FlightServiceServer::new(LarderFlight { store })
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX)
-}
-
-#[derive(Debug, Deserialize)]
-struct Command {
-    #[serde(default)]
-    api: Option<String>,
-    #[serde(default)]
-    features: Vec<String>,
-    #[serde(default)]
-    feature_refs: Vec<String>,
-    #[serde(default)]
-    feature_service: Option<String>,
-    #[serde(default)]
-    full_feature_names: bool,
-    #[serde(default)]
-    entity_df_sql: Option<String>,
 }
 
 /// Maps a core error to a gRPC status carrying Feast's error detail.
@@ -128,7 +111,7 @@ impl FlightService for LarderFlight {
             .flight_descriptor
             .clone()
             .ok_or_else(|| Status::invalid_argument("the first message needs a descriptor"))?;
-        let cmd: Command = serde_json::from_slice(&descriptor.cmd).map_err(|e| {
+        let cmd: HistoricalParams = serde_json::from_slice(&descriptor.cmd).map_err(|e| {
             Status::invalid_argument(format!("the descriptor's command is not a valid JSON request: {e}"))
         })?;
         if let Some(api) = cmd.api.as_deref().filter(|a| *a != "get_historical_features") {
@@ -144,22 +127,13 @@ impl FlightService for LarderFlight {
             .try_collect()
             .await
             .map_err(|e| Status::invalid_argument(format!("bad entity table: {e}")))?;
-        let batches = match cmd.entity_df_sql.as_deref().filter(|s| !s.trim().is_empty()) {
+        let batches = match cmd.sql() {
             Some(sql) => self.store.entity_df_from_sql(sql).await.map_err(status)?,
             None => drop_pandas_index(batches)?,
         };
-        let refs = if cmd.features.is_empty() {
-            cmd.feature_refs
-        } else {
-            cmd.features
-        };
-        let selection = match cmd.feature_service.filter(|s| !s.is_empty()) {
-            Some(s) => FeatureSelection::Service(s),
-            None => FeatureSelection::Refs(refs),
-        };
         let out = self
             .store
-            .get_historical_features(batches, &selection, cmd.full_feature_names)
+            .get_historical_features(batches, &cmd.selection(), cmd.full_feature_names)
             .await
             .map_err(status)?;
         let encoded: BoxStream<'static, Result<FlightData, Status>> = FlightDataEncoderBuilder::new()

@@ -40,6 +40,43 @@ pub enum FeatureSelection {
     Service(String),
 }
 
+/// Parameters of a `get_historical_features` request, as the HTTP Arrow endpoint (schema
+/// metadata) and Arrow Flight (descriptor command) receive them. Feast 0.67's remote offline
+/// store command (`api`, `feature_refs`, ...) parses too.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct HistoricalParams {
+    /// Feast's `api` field; only `get_historical_features` is served.
+    #[serde(default)]
+    pub api: Option<String>,
+    /// Feature references (Feast's remote client calls them `feature_refs`).
+    #[serde(default, alias = "feature_refs")]
+    pub features: Vec<String>,
+    /// A feature service, taking precedence over `features`.
+    #[serde(default)]
+    pub feature_service: Option<String>,
+    /// Name outputs `view__feature`.
+    #[serde(default)]
+    pub full_feature_names: bool,
+    /// The entity dataframe as SQL over the registered sources, instead of uploaded rows.
+    #[serde(default)]
+    pub entity_df_sql: Option<String>,
+}
+
+impl HistoricalParams {
+    /// Which features to join.
+    pub fn selection(&self) -> FeatureSelection {
+        match self.feature_service.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => FeatureSelection::Service(s.to_string()),
+            None => FeatureSelection::Refs(self.features.clone()),
+        }
+    }
+
+    /// The SQL entity dataframe, if one was given.
+    pub fn sql(&self) -> Option<&str> {
+        self.entity_df_sql.as_deref().filter(|s| !s.trim().is_empty())
+    }
+}
+
 /// A `get_online_features` request, as parsed from Feast's JSON.
 #[derive(Debug, Clone)]
 pub struct OnlineRequest {

@@ -13,28 +13,15 @@ use axum::response::{IntoResponse, Response};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use futures::StreamExt;
-use serde::Deserialize;
 
 use super::{ApiError, AppState};
-use crate::serving::FeatureSelection;
+use crate::serving::HistoricalParams;
 use crate::Error;
 
 /// Media type of Arrow IPC streams.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 /// Schema-metadata key holding the request parameters.
 pub const REQUEST_KEY: &str = "larder.request";
-
-#[derive(Debug, Deserialize)]
-struct Params {
-    #[serde(default)]
-    features: Vec<String>,
-    #[serde(default)]
-    feature_service: Option<String>,
-    #[serde(default)]
-    full_feature_names: bool,
-    #[serde(default)]
-    entity_df_sql: Option<String>,
-}
 
 fn body_error(msg: String) -> ApiError {
     ApiError::Body {
@@ -66,7 +53,7 @@ pub async fn get_historical_features(
     let reader = StreamReader::try_new(Cursor::new(body), None)
         .map_err(|e| body_error(format!("not an Arrow IPC stream: {e}")))?;
     let schema = reader.schema();
-    let params: Params = match schema.metadata().get(REQUEST_KEY) {
+    let params: HistoricalParams = match schema.metadata().get(REQUEST_KEY) {
         Some(json) => serde_json::from_str(json).map_err(|e| ApiError::Body {
             kind: "type_error",
             loc: vec![REQUEST_KEY.into()],
@@ -84,16 +71,12 @@ pub async fn get_historical_features(
     for b in reader {
         batches.push(b.map_err(|e| body_error(format!("bad Arrow batch: {e}")))?);
     }
-    if let Some(sql) = params.entity_df_sql.as_deref().filter(|s| !s.trim().is_empty()) {
+    if let Some(sql) = params.sql() {
         batches = state.store.entity_df_from_sql(sql).await?;
     }
-    let selection = match params.feature_service.filter(|s| !s.is_empty()) {
-        Some(s) => FeatureSelection::Service(s),
-        None => FeatureSelection::Refs(params.features),
-    };
     let mut stream = state
         .store
-        .get_historical_features(batches, &selection, params.full_feature_names)
+        .get_historical_features(batches, &params.selection(), params.full_feature_names)
         .await?;
     let schema = stream.schema();
     let mut out = Vec::new();
