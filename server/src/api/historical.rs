@@ -78,15 +78,36 @@ pub async fn get_historical_features(
         .store
         .get_historical_features(batches, &params.selection(), params.full_feature_names)
         .await?;
+    // The first batch comes after the join's sorts, so planning and execution errors still get a
+    // proper status; the rest streams out batch by batch instead of being buffered.
     let schema = stream.schema();
-    let mut out = Vec::new();
-    {
-        let mut writer = StreamWriter::try_new(&mut out, &schema).map_err(|e| Error::Internal(e.to_string()))?;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(Error::from)?;
-            writer.write(&batch).map_err(|e| Error::Internal(e.to_string()))?;
-        }
-        writer.finish().map_err(|e| Error::Internal(e.to_string()))?;
+    let first = stream.next().await.transpose().map_err(Error::from)?;
+    let internal = |e: datafusion::arrow::error::ArrowError| Error::Internal(e.to_string());
+    let mut writer = StreamWriter::try_new(Vec::new(), &schema).map_err(internal)?;
+    if let Some(batch) = first {
+        writer.write(&batch).map_err(internal)?;
     }
-    Ok(([(axum::http::header::CONTENT_TYPE, ARROW_STREAM)], out).into_response())
+    let head = Bytes::from(std::mem::take(writer.get_mut()));
+    let rest = futures::stream::unfold(Some((stream, writer)), |state| async move {
+        let (mut stream, mut writer) = state?;
+        let failed = |e: String| Some((Err(std::io::Error::other(e)), None));
+        match stream.next().await {
+            Some(Ok(batch)) => match writer.write(&batch) {
+                Ok(()) => Some((
+                    Ok(Bytes::from(std::mem::take(writer.get_mut()))),
+                    Some((stream, writer)),
+                )),
+                Err(e) => failed(e.to_string()),
+            },
+            Some(Err(e)) => failed(e.to_string()),
+            None => match writer.finish() {
+                Ok(()) => Some((Ok(Bytes::from(std::mem::take(writer.get_mut()))), None)),
+                Err(e) => failed(e.to_string()),
+            },
+        }
+    });
+    let body = axum::body::Body::from_stream(
+        futures::stream::once(async move { Ok::<Bytes, std::io::Error>(head) }).chain(rest),
+    );
+    Ok(([(axum::http::header::CONTENT_TYPE, ARROW_STREAM)], body).into_response())
 }
