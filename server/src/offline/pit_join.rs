@@ -4,10 +4,11 @@
 //! keys and the greatest `(event_ts, created_ts)` such that `event_ts <= T`, kept only if
 //! `event_ts >= T - ttl` when the view has a ttl; otherwise nulls. Every entity row is kept.
 //!
-//! It scales as one sort per view, never a cross product: feature rows (values packed in a
-//! struct) and entity rows are unioned and sorted by `(keys, ts, kind, created)`, and a running
-//! `last_value(.. IGNORE NULLS)` gives each entity row its as-of match. DataFusion sorts spill
-//! to disk under its memory limit.
+//! It scales as sorts and hash joins, never a cross product: per view, feature rows get a rank
+//! in `(event_ts, created_ts)` order within their key; feature and entity rows are unioned and
+//! sorted by `(keys, ts, kind)` (feature rows first at equal ts: the bound is inclusive); a
+//! running `MAX(rank)` gives each entity row the rank of its as-of match, which is then joined
+//! back on `(keys, rank)`. DataFusion sorts spill to disk under its memory limit.
 
 use crate::offline::parquet::ident;
 
@@ -32,11 +33,6 @@ pub struct ViewJoin {
 
 /// SQL producing `(ROW_ID, outputs...)` for one view over the entity table `entity_table`
 /// (which has `ROW_ID` and `ENTITY_TS`).
-///
-/// Feature rows carry their values as one struct; entity rows carry none. After one sort by
-/// `(keys, ts, kind, created)` (feature rows first at equal ts: the bound is inclusive; among
-/// them the newest created last), the last non-null struct at or before each entity row is
-/// its as-of match. One sort, no join back.
 pub fn view_sql(v: &ViewJoin, entity_table: &str) -> String {
     let knames: Vec<String> = (0..v.entity_keys.len()).map(|i| format!("__k{i}")).collect();
     let keys_comma = |ks: Vec<String>| ks.into_iter().map(|k| format!("{k}, ")).collect::<String>();
@@ -45,7 +41,12 @@ pub fn view_sql(v: &ViewJoin, entity_table: &str) -> String {
     } else {
         format!("PARTITION BY {}", knames.join(", "))
     };
-    let fields: String = (0..v.outputs.len()).map(|i| format!(", 'f{i}', __f{i}")).collect();
+    let feats: String = (0..v.outputs.len()).map(|i| format!("__f{i}, ")).collect();
+    let f_cte = format!(
+        "SELECT {k}__ts, {feats}ROW_NUMBER() OVER ({partition} ORDER BY __ts ASC, __created ASC) AS __rank FROM {src}",
+        k = keys_comma(knames.clone()),
+        src = v.source_table,
+    );
     let ekeys: Vec<String> = v
         .entity_keys
         .iter()
@@ -53,39 +54,42 @@ pub fn view_sql(v: &ViewJoin, entity_table: &str) -> String {
         .map(|(i, e)| format!("{} AS __k{i}", ident(e)))
         .collect();
     let u_cte = format!(
-        "SELECT {fk}__ts, 0 AS __kind, __created, named_struct('ts', __ts{fields}) AS __p, CAST(NULL AS BIGINT) AS __row \
-         FROM {src} \
+        "SELECT {fk}__ts, 0 AS __kind, __rank, CAST(NULL AS BIGINT) AS __row FROM f \
          UNION ALL \
-         SELECT {ek}{ets} AS __ts, 1 AS __kind, CAST(0 AS BIGINT) AS __created, NULL AS __p, CAST({row} AS BIGINT) AS __row \
-         FROM {entity_table}",
+         SELECT {ek}{ets} AS __ts, 1 AS __kind, CAST(NULL AS BIGINT) AS __rank, CAST({row} AS BIGINT) AS __row FROM {entity_table}",
         fk = keys_comma(knames.clone()),
-        src = v.source_table,
         ek = keys_comma(ekeys),
         ets = ident(ENTITY_TS),
         row = ident(ROW_ID),
     );
     let m_cte = format!(
-        "SELECT __row, __ts AS __ets, last_value(__p) IGNORE NULLS OVER ({partition} ORDER BY __ts ASC, __kind ASC, \
-         __created ASC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __m FROM u"
+        "SELECT {k}__row, __ts AS __ets, MAX(__rank) OVER ({partition} ORDER BY __ts ASC, __kind ASC \
+         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __match FROM u",
+        k = keys_comma(knames.clone()),
     );
+    let on: Vec<String> = knames
+        .iter()
+        .map(|k| format!("m.{k} = f.{k}"))
+        .chain(std::iter::once("m.__match = f.__rank".to_string()))
+        .collect();
     let keep = match v.ttl_seconds {
-        Some(ttl) if ttl > 0 => {
-            format!(
-                "get_field(__m, 'ts') >= __ets - {}",
-                (ttl as i128 * 1_000_000_000).min(i64::MAX as i128)
-            )
-        }
-        _ => "__m IS NOT NULL".into(),
+        Some(ttl) if ttl > 0 => format!(
+            "f.__ts >= m.__ets - {}",
+            (ttl as i128 * 1_000_000_000).min(i64::MAX as i128)
+        ),
+        _ => "f.__rank IS NOT NULL".into(),
     };
     let outs: String = v
         .outputs
         .iter()
         .enumerate()
-        .map(|(i, out)| format!(", CASE WHEN {keep} THEN get_field(__m, 'f{i}') END AS {}", ident(out)))
+        .map(|(i, out)| format!(", CASE WHEN {keep} THEN f.__f{i} END AS {}", ident(out)))
         .collect();
     format!(
-        "WITH u AS ({u_cte}), m AS ({m_cte}) SELECT __row AS {row}{outs} FROM m WHERE __row IS NOT NULL",
+        "WITH f AS ({f_cte}), u AS ({u_cte}), m AS ({m_cte}), e AS (SELECT * FROM m WHERE __row IS NOT NULL) \
+         SELECT m.__row AS {row}{outs} FROM e m LEFT JOIN f ON {on}",
         row = ident(ROW_ID),
+        on = on.join(" AND "),
     )
 }
 
