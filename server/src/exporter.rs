@@ -38,7 +38,7 @@ pub fn export(repo_dir: &Path) -> Result<RegistryDoc> {
         })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let hint = if stderr.contains("No module named larder") {
+        let hint = if stderr.contains("No module named 'larder") || stderr.contains("No module named larder") {
             "\nThe Larder SDK is not installed for this interpreter: `pip install ./sdk-python` or set LARDER_PYTHON."
         } else {
             ""

@@ -92,21 +92,23 @@ impl Serialize for ColumnBody<'_> {
                 s.collect_seq(self.0.iter().map(JsonValue))
             }
         }
+        // Written straight into the output: no per-column temporary vectors on the read path.
+        struct Statuses<'a>(&'a [crate::serving::FieldStatus]);
+        impl Serialize for Statuses<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|st| st.as_str()))
+            }
+        }
+        struct Timestamps<'a>(&'a [i64]);
+        impl Serialize for Timestamps<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|t| format_feast(*t)))
+            }
+        }
         let mut m = s.serialize_map(Some(3))?;
         m.serialize_entry("values", &Values(&self.0.values))?;
-        m.serialize_entry(
-            "statuses",
-            &self.0.statuses.iter().map(|st| st.as_str()).collect::<Vec<_>>(),
-        )?;
-        m.serialize_entry(
-            "event_timestamps",
-            &self
-                .0
-                .event_timestamps
-                .iter()
-                .map(|t| format_feast(*t))
-                .collect::<Vec<_>>(),
-        )?;
+        m.serialize_entry("statuses", &Statuses(&self.0.statuses))?;
+        m.serialize_entry("event_timestamps", &Timestamps(&self.0.event_timestamps))?;
         m.end()
     }
 }
