@@ -35,6 +35,13 @@ ensure_build_deps() {
   apt_install libclang-dev
 }
 
+# ensure_test_services: the servers the tests start themselves on free loopback ports (Redis,
+# Redis Cluster via redis-cli, PostgreSQL via initdb + pg_ctl). Services already running on
+# the machine are not used.
+ensure_test_services() {
+  apt_install redis-server redis-tools postgresql
+}
+
 # ensure_venv: a virtualenv with the Python SDK (editable) and the test tools.
 ensure_venv() {
   if [ ! -x "$VENV/bin/python" ]; then

@@ -12,6 +12,7 @@ QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 
 ensure_build_deps
+ensure_test_services
 ensure_venv
 ensure_feast_venv
 if ! command -v cargo >/dev/null; then

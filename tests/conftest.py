@@ -3,9 +3,12 @@
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +29,87 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class RedisServer:
+    """A real `redis-server` on a free loopback port (in memory only)."""
+
+    def __init__(self, tmp: Path, port: int | None = None):
+        if not shutil.which("redis-server"):
+            pytest.fail("redis-server is not installed: scripts/test.sh installs Debian's redis-server")
+        self.tmp = tmp
+        self.port = port or free_port()
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.cli("PING") == "PONG":
+                return
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def cli(self, *args) -> str:
+        p = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args], capture_output=True, text=True)
+        return p.stdout.strip()
+
+    @property
+    def connection_string(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+
+class PostgresServer:
+    """A real PostgreSQL server made with initdb in a temp dir, on a free loopback port.
+    As root it runs as the `postgres` user (PostgreSQL refuses to run as root)."""
+
+    def __init__(self):
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not bins:
+            pytest.fail("PostgreSQL's server is not installed: scripts/test.sh installs Debian's postgresql")
+        self.bindir = bins[-1].parent
+        self.port = free_port()
+        # Its own directory: pytest's temp dirs are private to root, the server runs as postgres.
+        tmp = self.tmp = Path(tempfile.mkdtemp(prefix="larder-pg-"))
+        self.dir = tmp / "pgdata"
+        self.sock = tmp / "pgsock"
+        self.sock.mkdir(parents=True, exist_ok=True)
+        self.prefix = []
+        if os.geteuid() == 0:
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+            for p in [tmp, self.sock]:
+                shutil.chown(p, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.dir), "-A", "trust", "-U", "larder", "--no-sync")
+        self._run("pg_ctl", "-D", str(self.dir), "-l", str(tmp / "pg.log"), "-w", "-t", "30", "start",
+                  "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off")
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "larder", "registry")
+        self.url = f"postgresql://larder@127.0.0.1:{self.port}/registry"
+
+    def _run(self, tool, *args):
+        p = subprocess.run([*self.prefix, str(self.bindir / tool), *args], capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise AssertionError(f"{tool} failed: {p.stdout}\n{p.stderr}")
+        return p
+
+    def stop(self):
+        subprocess.run([*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.dir), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class Larder:

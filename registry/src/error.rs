@@ -29,6 +29,14 @@ pub enum Error {
         /// Parser message.
         message: String,
     },
+    /// The registry database could not be reached or refused a statement.
+    #[error("registry database {target}: {message}")]
+    Database {
+        /// Where the database is (host, port and name; never the password).
+        target: String,
+        /// What failed.
+        message: String,
+    },
     /// A version that is not in the history was asked for.
     #[error("registry version {0} does not exist")]
     NoSuchVersion(u64),

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod model;
 pub mod plan;
+pub mod postgres_store;
 pub mod resolve;
 pub mod store;
 pub mod validate;
@@ -15,6 +16,7 @@ pub mod validate;
 pub use error::{Error, Result};
 pub use model::*;
 pub use plan::{diff, Change, ChangeKind, Plan};
+pub use postgres_store::PostgresRegistryStore;
 pub use resolve::{resolve, SchemaLookup, SourceColumn};
 pub use store::{FileRegistryStore, MaterializationInterval, RegistryState, RegistryStore, VersionInfo};
 pub use validate::{validate, ValidationError};

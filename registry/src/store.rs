@@ -64,10 +64,10 @@ pub struct VersionInfo {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct HistoryEntry {
+pub(crate) struct HistoryEntry {
     #[serde(flatten)]
-    info: VersionInfo,
-    doc: RegistryDoc,
+    pub(crate) info: VersionInfo,
+    pub(crate) doc: RegistryDoc,
 }
 
 /// Where registry state lives. Implementations must make each write atomic.
@@ -168,7 +168,8 @@ impl FileRegistryStore {
     }
 }
 
-fn merge_interval(list: &mut Vec<MaterializationInterval>, new: MaterializationInterval) {
+/// Adds `new` to `list`, merging overlapping intervals (the list stays sorted and small).
+pub(crate) fn merge_interval(list: &mut Vec<MaterializationInterval>, new: MaterializationInterval) {
     list.push(new);
     list.sort_by_key(|i| i.start);
     let mut merged: Vec<MaterializationInterval> = Vec::with_capacity(list.len());

@@ -20,6 +20,8 @@ pub const CONFIG_FILE: &str = "feature_store.yaml";
 pub enum OnlineStoreConfig {
     /// The embedded RocksDB store (the default).
     Rocksdb(RocksDbConfig),
+    /// A Redis server or Redis Cluster shared by several servers.
+    Redis(RedisConfig),
 }
 
 impl Default for OnlineStoreConfig {
@@ -57,6 +59,65 @@ fn default_cache_mb() -> usize {
     256
 }
 
+/// `online_store.redis_type`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisType {
+    /// One Redis server.
+    #[default]
+    Redis,
+    /// A Redis Cluster; `connection_string` lists some of its nodes.
+    RedisCluster,
+    /// Feast's Sentinel mode (refused with a clear error: not supported yet).
+    RedisSentinel,
+}
+
+/// `online_store: {type: redis, ...}`: Feast's keys, plus Larder's timeouts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis` (default) or `redis_cluster`.
+    #[serde(default)]
+    pub redis_type: RedisType,
+    /// Feast's format: `host:port[,host:port...][,password=...][,username=...][,db=N][,ssl=true]`.
+    #[serde(default = "default_redis_connection")]
+    pub connection_string: String,
+    /// Keys expire this long after their last write (Feast's `key_ttl_seconds`).
+    #[serde(default)]
+    pub key_ttl_seconds: Option<u64>,
+    /// Feast's Sentinel master name (Sentinel is not supported).
+    #[serde(default)]
+    pub sentinel_master: Option<String>,
+    /// Accepted for Feast compatibility: Larder always deletes a view's keys by a prefix SCAN.
+    #[serde(default)]
+    pub full_scan_for_deletion: Option<bool>,
+    /// Accepted for Feast compatibility; Larder's writes are always newest-wins (atomic, in Lua).
+    #[serde(default)]
+    pub skip_dedup: Option<bool>,
+    /// Feast's client choice; only `redis` (the default) is meaningful here.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// Larder: connect timeout in milliseconds (default 1000).
+    #[serde(default = "default_redis_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Larder: timeout for one Redis operation in milliseconds (default 2000); past it the
+    /// request fails with 503 instead of hanging.
+    #[serde(default = "default_redis_op_timeout_ms")]
+    pub operation_timeout_ms: u64,
+}
+
+fn default_redis_connection() -> String {
+    "localhost:6379".into()
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    1000
+}
+
+fn default_redis_op_timeout_ms() -> u64 {
+    2000
+}
+
 /// Offline store selection (`offline_store.type`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -69,12 +130,27 @@ pub enum OfflineStoreConfig {
 /// The registry's location and caching.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistryConfig {
-    /// `file` (the only type so far).
+    /// `file` or `sql` (PostgreSQL).
     pub registry_type: String,
-    /// Absolute path of the registry file.
+    /// Absolute path of the registry file (`file`).
     pub path: PathBuf,
-    /// How often a server re-checks the registry, in seconds (0: on every check interval).
+    /// The database URL (`sql`): `postgresql://user:password@host:port/db`.
+    pub url: Option<String>,
+    /// How often a server re-checks the registry, in seconds (0: every second).
     pub cache_ttl_seconds: u64,
+}
+
+impl RegistryConfig {
+    /// Where the registry is, for messages (never with a password).
+    pub fn describe(&self) -> String {
+        match &self.url {
+            Some(url) => match (url.split_once("://"), url.rfind('@')) {
+                (Some((scheme, _)), Some(at)) => format!("{scheme}://…{}", &url[at..]),
+                _ => url.clone(),
+            },
+            None => self.path.display().to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,25 +299,46 @@ impl RepoConfig {
             RegistrySetting::Path(p) => RegistryConfig {
                 registry_type: "file".into(),
                 path: repo_dir.join(p),
+                url: None,
                 cache_ttl_seconds: 0,
             },
             RegistrySetting::Map(m) => {
-                if m.registry_type != "file" {
-                    return Err(err(format!(
-                        "registry.registry_type: `{}` is not supported (only `file`)",
-                        m.registry_type
-                    )));
-                }
+                let url = match m.registry_type.as_str() {
+                    "file" => None,
+                    "sql" => {
+                        let scheme = m.path.split_once("://").map(|(s, _)| s).unwrap_or("");
+                        if !(scheme == "postgresql" || scheme == "postgres" || scheme.starts_with("postgresql+")) {
+                            return Err(err(format!(
+                                "registry.path: a `sql` registry needs a postgresql:// URL (got `{}://...`)",
+                                scheme
+                            )));
+                        }
+                        Some(m.path.clone())
+                    }
+                    other => {
+                        return Err(err(format!(
+                            "registry.registry_type: `{other}` is not supported (`file` or `sql` on PostgreSQL)"
+                        )))
+                    }
+                };
                 if let Some(mode) = m.cache_mode.as_deref().filter(|m| !matches!(*m, "sync" | "thread")) {
                     return Err(err(format!("registry.cache_mode: `{mode}` is not one of sync, thread")));
                 }
                 RegistryConfig {
                     registry_type: m.registry_type,
-                    path: repo_dir.join(m.path),
+                    path: if url.is_some() {
+                        PathBuf::new()
+                    } else {
+                        repo_dir.join(&m.path)
+                    },
+                    url,
                     cache_ttl_seconds: m.cache_ttl_seconds.unwrap_or(0),
                 }
             }
         };
+        if let Some(OnlineStoreConfig::Redis(r)) = &raw.online_store {
+            crate::online::redis::check_config(r).map_err(err)?;
+        }
         Ok(RepoConfig {
             repo_dir: repo_dir.to_path_buf(),
             project: raw.project,
@@ -294,8 +391,44 @@ mod tests {
         .unwrap();
         assert_eq!(c.registry.path, PathBuf::from("/repo/reg/r.json"));
         assert_eq!(c.registry.cache_ttl_seconds, 5);
-        let OnlineStoreConfig::Rocksdb(r) = c.online_store;
+        let OnlineStoreConfig::Rocksdb(r) = c.online_store else {
+            panic!("expected rocksdb")
+        };
         assert_eq!(r.path, "/var/lib/larder");
+    }
+
+    #[test]
+    fn redis_config_takes_feasts_keys() {
+        let c = parse(
+            "project: p\nonline_store:\n  type: redis\n  redis_type: redis_cluster\n  \
+             connection_string: \"h1:7000,h2:7001,password=pw\"\n  key_ttl_seconds: 60\n",
+        )
+        .unwrap();
+        let OnlineStoreConfig::Redis(r) = c.online_store else {
+            panic!("expected redis")
+        };
+        assert_eq!(r.redis_type, RedisType::RedisCluster);
+        assert_eq!(r.connection_string, "h1:7000,h2:7001,password=pw");
+        assert_eq!(r.key_ttl_seconds, Some(60));
+        assert!(message("project: p\nonline_store:\n  type: redis\n  redis_type: memcached\n").contains("memcached"));
+        assert!(
+            message("project: p\nonline_store:\n  type: redis\n  conection_string: x\n").contains("conection_string")
+        );
+    }
+
+    #[test]
+    fn sql_registry_takes_a_postgresql_url() {
+        let c = parse(
+            "project: p\nregistry:\n  registry_type: sql\n  path: postgresql+psycopg://u:pw@db:5432/feast\n  \
+             cache_ttl_seconds: 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.registry.url.as_deref(),
+            Some("postgresql+psycopg://u:pw@db:5432/feast")
+        );
+        assert_eq!(c.registry.cache_ttl_seconds, 2);
+        assert_eq!(c.registry.describe(), "postgresql+psycopg://…@db:5432/feast");
     }
 
     #[test]
@@ -327,7 +460,10 @@ mod tests {
         assert!(message("project: p\nentity_key_serialization_version: three\n")
             .contains("entity_key_serialization_version"));
         assert!(message("provider: local\n").contains("project"));
-        assert!(message("project: p\nregistry:\n  registry_type: sql\n  path: x\n").contains("registry_type"));
+        assert!(message("project: p\nregistry:\n  registry_type: snowflake\n  path: x\n").contains("registry_type"));
+        assert!(
+            message("project: p\nregistry:\n  registry_type: sql\n  path: sqlite:///r.db\n").contains("postgresql")
+        );
     }
 
     #[test]

@@ -80,8 +80,8 @@ impl Error {
         match self {
             Error::NotFound { .. } => 404,
             Error::InvalidRequest { .. } => 422,
+            Error::Registry(larder_registry::Error::Database { .. }) | Error::Unavailable(_) => 503,
             Error::Config { .. } | Error::Registry(_) => 500,
-            Error::Unavailable(_) => 503,
             Error::NotImplemented(_) => 501,
             Error::Offline(_) | Error::Internal(_) => 500,
         }

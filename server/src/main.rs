@@ -81,9 +81,10 @@ enum Command {
         /// Most entity rows per online request.
         #[arg(long, default_value_t = 10_000)]
         max_entities: usize,
-        /// How often to check the registry for a new apply, in seconds.
-        #[arg(long, default_value_t = 1)]
-        registry_refresh_secs: u64,
+        /// How often to check the registry for a new apply, in seconds (default: the
+        /// registry's `cache_ttl_seconds`, or 1).
+        #[arg(long)]
+        registry_refresh_secs: Option<u64>,
     },
     /// Delete the online data of every view and the registry.
     Teardown,
@@ -260,7 +261,8 @@ async fn run(cli: Cli) -> Result<()> {
                 tracing::warn!(error = %e, "Serving without a registry; /health answers 503 until `larder apply`.");
             }
             store.online()?;
-            api::spawn_registry_refresh(Arc::clone(&store), Duration::from_secs(registry_refresh_secs.max(1)));
+            let refresh = registry_refresh_secs.unwrap_or(store.config().registry.cache_ttl_seconds);
+            api::spawn_registry_refresh(Arc::clone(&store), Duration::from_secs(refresh.max(1)));
             let app = api::router(
                 Arc::clone(&store),
                 &ApiConfig {

@@ -348,6 +348,7 @@ pub async fn get_online_features(
         }
     }
 
+    let mut view_keys = Vec::with_capacity(views.len());
     for v in &views {
         let key_names: Vec<&str> = v.view.entity_columns.iter().map(|f| f.name.as_str()).collect();
         let mut keys = Vec::with_capacity(n_rows);
@@ -357,7 +358,15 @@ pub async fn get_online_features(
             serialize_entity_key_into(&pairs, &mut key)?;
             keys.push(key);
         }
-        let rows = online.read(project, &v.view.name, &keys).await?;
+        view_keys.push(keys);
+    }
+    let requests: Vec<(&str, &[Vec<u8>])> = views
+        .iter()
+        .zip(&view_keys)
+        .map(|(v, k)| (v.view.name.as_str(), k.as_slice()))
+        .collect();
+    let all_rows = online.read_many(project, &requests).await?;
+    for (v, rows) in views.iter().zip(all_rows) {
         let ttl_ns = v.view.ttl().map(|s| s.saturating_mul(1_000_000_000));
         for f in &v.features {
             let mut col = Column {

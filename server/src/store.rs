@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use chrono::{DateTime, Utc};
 use larder_registry::{
-    diff, resolve, validate, FileRegistryStore, FileSource, MaterializationInterval, Plan, RegistryDoc, RegistryState,
-    RegistryStore, SchemaLookup, SourceColumn,
+    diff, resolve, validate, FileRegistryStore, FileSource, MaterializationInterval, Plan, PostgresRegistryStore,
+    RegistryDoc, RegistryState, RegistryStore, SchemaLookup, SourceColumn,
 };
 
 use crate::config::RepoConfig;
@@ -69,21 +69,24 @@ impl SchemaLookup for Prefetched {
 impl FeatureStore {
     /// Opens the repo at `repo_dir` (reads `feature_store.yaml`). Stores open lazily.
     pub fn open(repo_dir: &std::path::Path) -> Result<Self> {
-        Ok(Self::from_config(RepoConfig::load(repo_dir)?))
+        Self::from_config(RepoConfig::load(repo_dir)?)
     }
 
     /// Builds a store from a loaded configuration.
-    pub fn from_config(config: RepoConfig) -> Self {
-        let registry: Arc<dyn RegistryStore> = Arc::new(FileRegistryStore::new(&config.registry.path));
+    pub fn from_config(config: RepoConfig) -> Result<Self> {
+        let registry: Arc<dyn RegistryStore> = match &config.registry.url {
+            Some(url) => Arc::new(PostgresRegistryStore::new(url, &config.project)?),
+            None => Arc::new(FileRegistryStore::new(&config.registry.path)),
+        };
         let offline: Arc<dyn OfflineStore> = Arc::new(ParquetOfflineStore::new(&config.repo_dir));
-        FeatureStore {
+        Ok(FeatureStore {
             config,
             registry,
             offline,
             online: OnceLock::new(),
             cache: RwLock::new(None),
             limits: RequestLimits::default(),
-        }
+        })
     }
 
     /// Sets the per-request limits for online reads.
@@ -150,7 +153,7 @@ impl FeatureStore {
         let state = self.registry.load()?.ok_or_else(|| {
             Error::Unavailable(format!(
                 "the registry {} is empty: run `larder apply` first",
-                self.config.registry.path.display()
+                self.config.registry.describe()
             ))
         })?;
         let state = Arc::new(state);

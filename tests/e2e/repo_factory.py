@@ -59,11 +59,15 @@ svc = FeatureService(name="svc", features=[driver_stats[["conv_rate"]], customer
 """
 
 
-def make_repo(root: Path, now: datetime, ttl_days: int = 30, seed: int = 1) -> dict:
-    """Writes the repo; returns the raw data frames."""
+def make_repo(root: Path, now: datetime, ttl_days: int = 30, seed: int = 1, online_store: str | None = None) -> dict:
+    """Writes the repo (`online_store`: a YAML block replacing the RocksDB one); returns the raw
+    data frames."""
     rng = np.random.default_rng(seed)
     (root / "data").mkdir(parents=True, exist_ok=True)
-    (root / "feature_store.yaml").write_text(CONFIG)
+    config = CONFIG
+    if online_store is not None:
+        config = config.replace("online_store:\n  type: rocksdb\n  path: data/online\n", online_store)
+    (root / "feature_store.yaml").write_text(config)
     (root / "definitions.py").write_text(DEFINITIONS.replace("TTL_DAYS", str(ttl_days)))
 
     base = (now - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)

@@ -1,5 +1,6 @@
 //! The online store seam: latest feature values per entity key, for low-latency reads.
 
+pub mod redis;
 pub mod rocksdb;
 mod row;
 
@@ -11,9 +12,10 @@ use async_trait::async_trait;
 pub use row::OnlineRow;
 
 use crate::config::{OnlineStoreConfig, RepoConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-/// Latest feature values per (project, view, entity key). Impls: RocksDB (default).
+/// Latest feature values per (project, view, entity key). Impls: RocksDB (default), Redis and
+/// Redis Cluster.
 ///
 /// Contract:
 /// - `write_batch` upserts rows; a row whose `(event_ts, created_ts)` is older than the stored
@@ -27,6 +29,15 @@ pub trait OnlineStore: Debug + Send + Sync {
     async fn write_batch(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize>;
     /// Reads the rows stored for `keys` (serialized entity keys) of one view.
     async fn read(&self, project: &str, view: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<OnlineRow>>>;
+    /// Reads several views at once (one round trip where the backend allows it); the answer
+    /// has one entry per request, as [`OnlineStore::read`] gives it.
+    async fn read_many(&self, project: &str, requests: &[(&str, &[Vec<u8>])]) -> Result<Vec<Vec<Option<OnlineRow>>>> {
+        let mut out = Vec::with_capacity(requests.len());
+        for (view, keys) in requests {
+            out.push(self.read(project, view, keys).await?);
+        }
+        Ok(out)
+    }
     /// Deletes every row of a view (when `apply` removes it, or on teardown).
     async fn delete_view(&self, project: &str, view: &str) -> Result<()>;
     /// Cheap liveness probe for `/health`.
@@ -40,5 +51,11 @@ pub fn open(config: &RepoConfig) -> Result<Arc<dyn OnlineStore>> {
             let path = config.resolve_path(&c.path);
             Ok(Arc::new(rocksdb::RocksDbOnlineStore::open(&path, c)?))
         }
+        OnlineStoreConfig::Redis(c) => Ok(Arc::new(redis::RedisOnlineStore::open(c).map_err(|message| {
+            Error::Config {
+                file: config.repo_dir.join(crate::config::CONFIG_FILE),
+                message,
+            }
+        })?)),
     }
 }
