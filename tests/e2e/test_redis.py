@@ -4,6 +4,7 @@ materialization that cannot reach Redis fails clearly and is re-runnable; teardo
 the keys."""
 
 import math
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import Larder, RedisServer, Server
+from conftest import Larder, RedisServer, Server, larder_bin
 from e2e.repo_factory import expected_latest, make_repo
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -173,3 +174,52 @@ def test_bad_redis_settings_are_named(tmp_path):
     make_repo(tmp_path, NOW, online_store="online_store:\n  type: redis\n  connection_string: \"h:1,ssl_cert_reqs=none\"\n")
     p = Larder(tmp_path).run("materialize", iso(START), iso(END), check=False)
     assert p.returncode != 0 and "ssl_cert_reqs" in p.stderr, p.stderr
+
+
+def test_a_materialization_that_loses_redis_midway_fails_clearly_and_reruns_safely(tmp_path):
+    (tmp_path / "redis").mkdir()
+    redis = RedisServer(tmp_path / "redis")
+    repo = tmp_path / "repo"
+    make_repo(repo, NOW, online_store=redis_block(redis))
+    # A source big enough that the run takes a while: 300k drivers, one row each.
+    n = 300_000
+    big = pd.DataFrame({
+        "driver_id": range(n), "trips": range(n),
+        "event_timestamp": pd.Timestamp(NOW - timedelta(hours=1)),
+    })
+    big.to_parquet(repo / "data/big.parquet", index=False)
+    (repo / "definitions.py").write_text((repo / "definitions.py").read_text() + """
+big_source = FileSource(name="big_source", path="data/big.parquet", timestamp_field="event_timestamp")
+big = FeatureView(name="big", entities=[driver], schema=[Field(name="trips", dtype=Int64)], source=big_source)
+""")
+    larder = Larder(repo)
+    larder.run("apply")
+    try:
+        p = subprocess.Popen([larder_bin(), "-c", str(repo), "materialize", iso(START), iso(END), "-v", "big"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=larder.env)
+        deadline = time.time() + 60
+        while time.time() < deadline and int(redis.cli("DBSIZE") or 0) == 0:
+            time.sleep(0.01)
+        redis.pause()  # Redis stops answering midway
+        try:
+            _, err = p.communicate(timeout=60)
+        finally:
+            redis.resume()
+        written = int(redis.cli("DBSIZE"))
+        assert p.returncode != 0, "the run noticed that Redis stopped answering"
+        assert "redis" in err.lower() and redis.connection_string in err, err
+        assert 0 < written < n, written
+        # Nothing was recorded, so incremental materialization would redo the window; a re-run
+        # completes and every key holds its value.
+        out = larder.run("materialize", iso(START), iso(END), "-v", "big").stdout
+        assert f"big: {n} rows" in out, out
+        assert int(redis.cli("DBSIZE")) == n
+        server = Server(larder)
+        try:
+            ids = [0, 1234, n - 1]
+            r = server.online({"features": ["big:trips"], "entities": {"driver_id": ids}})
+            assert columns(r)["trips"]["values"] == ids
+        finally:
+            server.stop()
+    finally:
+        redis.stop()
