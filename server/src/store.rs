@@ -402,38 +402,66 @@ impl FeatureStore {
         self.offline.query(sql, &sources).await
     }
 
-    /// Feast's `push`: writes the rows to every view fed by the push source (online only;
-    /// `offline` is refused until offline appends exist). Returns the rows written.
+    /// Feast's `push`: writes the rows to every view fed by the push source (`online`), appends
+    /// them to the push source's batch source (`offline`, atomically: later training sets and
+    /// materializations see them), or both. Every row is validated before anything is
+    /// written. Returns the rows written (per destination).
     pub async fn push(
         &self,
         push_source: &str,
         df: &indexmap::IndexMap<String, Vec<serde_json::Value>>,
         to: &str,
     ) -> Result<usize> {
-        match to {
-            "online" => {}
-            "offline" | "online_and_offline" => {
-                return Err(Error::NotImplemented(format!(
-                    "push to `{to}`: appending pushed rows to the offline store is not available yet; use `online`"
-                )))
-            }
+        let (online, offline) = match to {
+            "online" => (true, false),
+            "offline" => (false, true),
+            "online_and_offline" => (true, true),
             other => {
                 return Err(Error::invalid(
                     "to",
                     format!("`{other}` is not a supported push format. Please specify one of these ['online', 'offline', 'online_and_offline']."),
                 ))
             }
-        }
+        };
         let state = self.cached_state()?;
         let views = crate::ingest::views_for_push_source(&state.doc, push_source)?;
-        let mut written = 0;
+        // Everything is validated before anything is written.
         let mut batches = Vec::with_capacity(views.len());
-        for v in &views {
-            batches.push((v.name.clone(), crate::ingest::rows_from_columns(&state.doc, v, df)?));
+        if online {
+            for v in &views {
+                batches.push((v.name.clone(), crate::ingest::rows_from_columns(&state.doc, v, df)?));
+            }
         }
-        let online = self.online()?;
-        for (view, rows) in batches {
-            written += online.write_batch(self.project(), &view, rows).await?;
+        let mut append = None;
+        if offline {
+            let Some(larder_registry::DataSource::Push(p)) = state.doc.data_source(push_source) else {
+                return Err(Error::Internal(format!("push source {push_source} vanished")));
+            };
+            let Some(larder_registry::DataSource::File(file)) = state.doc.data_source(&p.batch_source) else {
+                return Err(Error::invalid(
+                    "push_source_name",
+                    format!("push source {push_source} has no file batch source to append to"),
+                ));
+            };
+            if !df.contains_key(&file.timestamp_field) {
+                return Err(Error::invalid(
+                    format!("df.{}", file.timestamp_field),
+                    format!("the event timestamp column `{}` is missing", file.timestamp_field),
+                ));
+            }
+            let schema = self.offline.source_schema(file).await?;
+            append = Some((file.clone(), crate::ingest::offline_batch(df, &schema, &file.name)?));
+        }
+        let mut written = 0;
+        // The offline copy first: it is the record a later materialization replays.
+        if let Some((file, batch)) = append {
+            written += self.offline.append(&file, batch).await?;
+        }
+        if online {
+            let store = self.online()?;
+            for (view, rows) in batches {
+                written += store.write_batch(self.project(), &view, rows).await?;
+            }
         }
         Ok(written)
     }

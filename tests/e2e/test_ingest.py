@@ -97,12 +97,10 @@ def test_bad_rows_name_the_field(server, df, loc):
     assert r.json()["detail"][0]["loc"] == loc, r.text
 
 
-def test_bad_to_and_offline(server):
+def test_bad_to_is_422(server):
     df = {"driver_id": [1], "event_timestamp": [iso(NOW)], "trips": [1]}
     r = server.post("/push", {"push_source_name": "driver_push", "df": df, "to": "elsewhere"})
     assert r.status_code == 422 and "to" in r.json()["detail"][0]["loc"]
-    r = server.post("/push", {"push_source_name": "driver_push", "df": df, "to": "offline"})
-    assert r.status_code == 501
 
 
 def test_write_to_unknown_view_is_404(server):

@@ -59,7 +59,7 @@ pub struct WriteToOnlineStoreRequest {
 #[utoipa::path(post, path = "/push", request_body = PushRequest, responses(
     (status = 200, description = "Written"),
     (status = 422, description = "Unknown push source (Feast's PushSourceNotFoundException) or bad rows; the field is named"),
-    (status = 501, description = "`to` offline is not available yet")
+    (status = 503, description = "The online store is unavailable")
 ))]
 pub async fn push(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let req: PushRequest = parse_json(body, state.max_body_bytes())?;

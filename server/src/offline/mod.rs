@@ -76,4 +76,11 @@ pub trait OfflineStore: Debug + Send + Sync {
 
     /// The columns of a source (for validation and inference at apply time).
     async fn source_columns(&self, source: &FileSource) -> Result<Vec<SourceColumn>>;
+
+    /// The Arrow schema of a source's data (what an [`OfflineStore::append`] must match).
+    async fn source_schema(&self, source: &FileSource) -> Result<datafusion::arrow::datatypes::SchemaRef>;
+
+    /// Appends rows to a source atomically: a reader (a training set, a materialization) sees
+    /// all of them or none. `batch` must have the schema of [`OfflineStore::source_schema`].
+    async fn append(&self, source: &FileSource, batch: datafusion::arrow::array::RecordBatch) -> Result<usize>;
 }

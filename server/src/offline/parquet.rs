@@ -25,6 +25,11 @@ use crate::value::value_type_of;
 
 /// Reads Parquet files (a file or a directory of them) with DataFusion. Relative source paths
 /// resolve against `base_dir` (the repo).
+///
+/// Appended rows (Feast's push to `offline`) go into new Parquet files: into the source's
+/// directory when its path is one, else into `<file>.appends/` beside the file, which reads of
+/// that source include. Each file is written under a temporary name, fsynced and renamed, so
+/// an append is atomic.
 #[derive(Debug, Clone)]
 pub struct ParquetOfflineStore {
     base_dir: PathBuf,
@@ -90,14 +95,73 @@ impl ParquetOfflineStore {
 
     async fn register(&self, ctx: &SessionContext, table: &str, source: &FileSource) -> Result<()> {
         let path = self.path_of(source);
-        if !path.contains("://") && !std::path::Path::new(&path).exists() {
+        let local = !path.contains("://");
+        if local && !std::path::Path::new(&path).exists() {
             return Err(Error::Offline(format!("source {}: {path} does not exist", source.name)));
         }
-        ctx.register_parquet(table, &path, ParquetReadOptions::default())
-            .await
-            .map_err(|e| Error::Offline(format!("source {} ({path}): {e}", source.name)))?;
+        let appends = appends_dir(&path);
+        let has_appends = local
+            && std::fs::read_dir(&appends)
+                .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "parquet"))))
+                .unwrap_or(false);
+        let err =
+            |e: datafusion::error::DataFusionError| Error::Offline(format!("source {} ({path}): {e}", source.name));
+        if has_appends {
+            // The original file first: the schema is taken from it.
+            let df = ctx
+                .read_parquet(
+                    vec![path.clone(), format!("{}/", appends.display())],
+                    ParquetReadOptions::default(),
+                )
+                .await
+                .map_err(err)?;
+            ctx.register_table(table, df.into_view()).map_err(err)?;
+        } else {
+            ctx.register_parquet(table, &path, ParquetReadOptions::default())
+                .await
+                .map_err(err)?;
+        }
         Ok(())
     }
+}
+
+/// Where appended rows of the source at `path` go: the directory itself, or `<file>.appends/`.
+fn appends_dir(path: &str) -> PathBuf {
+    let p = std::path::Path::new(path);
+    if p.is_dir() {
+        p.to_path_buf()
+    } else {
+        PathBuf::from(format!("{path}.appends"))
+    }
+}
+
+/// Writes `batch` as a new Parquet file in `dir`, atomically (temporary name, fsync, rename).
+fn write_part(dir: &std::path::Path, batch: &RecordBatch) -> std::io::Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    std::fs::create_dir_all(dir)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let name = format!(
+        "part-{stamp}-{}-{}.parquet",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let file = std::fs::File::create(&tmp)?;
+    let mut writer =
+        datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(std::io::Error::other)?;
+    writer.write(batch).map_err(std::io::Error::other)?;
+    let file = writer.into_inner().map_err(std::io::Error::other)?;
+    file.sync_all()?;
+    let target = dir.join(name);
+    std::fs::rename(&tmp, &target)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(target)
 }
 
 /// Nanoseconds since the epoch (UTC) of a timestamp column, as an Int64 expression.
@@ -375,6 +439,42 @@ impl OfflineStore for ParquetOfflineStore {
             return Err(Error::invalid("entity_df_sql", "the query returned no rows"));
         }
         Ok(batches)
+    }
+
+    async fn source_schema(&self, source: &FileSource) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+        let ctx = self.context_with(source).await?;
+        let table = ctx.table("src").await?;
+        Ok(Arc::new(table.schema().as_arrow().clone()))
+    }
+
+    async fn append(&self, source: &FileSource, batch: RecordBatch) -> Result<usize> {
+        let path = self.path_of(source);
+        if path.contains("://") {
+            return Err(Error::NotImplemented(format!(
+                "appending to the object-store source {} ({path})",
+                source.name
+            )));
+        }
+        let expected = self.source_schema(source).await?;
+        let fields = |s: &Schema| {
+            s.fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect::<Vec<_>>()
+        };
+        if fields(&expected) != fields(&batch.schema()) {
+            return Err(Error::Internal(format!(
+                "append to source {}: the rows do not have the source's schema",
+                source.name
+            )));
+        }
+        let n = batch.num_rows();
+        let dir = appends_dir(&path);
+        tokio::task::spawn_blocking(move || write_part(&dir, &batch))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Offline(format!("append to source {} ({path}): {e}", source.name)))?;
+        Ok(n)
     }
 
     async fn source_columns(&self, source: &FileSource) -> Result<Vec<SourceColumn>> {
