@@ -4,7 +4,7 @@ imports) and the exporter that ``larder apply`` runs (``python -m larder.repo DI
 from larder.data_source import DataSource, PushSource, RequestSource
 from larder.entity import Entity
 from larder.feature_service import FeatureService
-from larder.feature_store import FeatureStore, LarderError, OnlineResponse, RetrievalJob
+from larder.feature_store import FeatureStore, LarderError, OnlineResponse, PushMode, RetrievalJob
 from larder.feature_view import FeatureView
 from larder.field import Field
 from larder.infra.offline_stores.file_source import FileSource
@@ -23,6 +23,7 @@ __all__ = [
     "Field",
     "FileSource",
     "OnDemandFeatureView",
+    "PushMode",
     "PushSource",
     "RequestSource",
     "ValueType",

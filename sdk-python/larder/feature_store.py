@@ -4,6 +4,8 @@ Bulk data travels as Arrow IPC (``POST /get-historical-features``), never as JSO
 feature views are applied on the client after the join, as Feast's remote offline store does.
 """
 
+import datetime
+import enum
 import json
 import os
 import types
@@ -12,6 +14,61 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 DEFAULT_URL = "http://127.0.0.1:6566"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+class PushMode(enum.Enum):
+    """Feast's ``PushMode``: where ``FeatureStore.push`` writes."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    ONLINE_AND_OFFLINE = "online_and_offline"
+
+
+def _json_value(v):
+    """A pandas/numpy cell as a JSON value (timestamps as ISO 8601, NaN/NaT as null)."""
+    import numpy as np
+    import pandas as pd
+
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_json_value(x) for x in v]
+    if isinstance(v, (pd.Timestamp, datetime.datetime)):
+        if pd.isna(v):
+            return None
+        t = pd.Timestamp(v)
+        return (t.tz_convert("UTC") if t.tzinfo else t).isoformat()
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, (np.floating,)):
+        return None if np.isnan(v) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, bytes):
+        import base64
+
+        return base64.b64encode(v).decode()
+    if v is pd.NaT:
+        return None
+    return v
+
+
+def _columns(df) -> Dict[str, List[Any]]:
+    """Feast's columnar ``df`` from a pandas DataFrame, a pyarrow Table or a dict of lists."""
+    if isinstance(df, dict):
+        return {k: [_json_value(x) for x in v] for k, v in df.items()}
+    if hasattr(df, "to_pandas") and not hasattr(df, "iloc"):
+        df = df.to_pandas()
+    return {str(c): [_json_value(x) for x in df[c].tolist()] for c in df.columns}
+
+
+def _time(t) -> str:
+    import pandas as pd
+
+    ts = pd.Timestamp(t)
+    return (ts.tz_convert("UTC") if ts.tzinfo else ts).isoformat()
 
 
 class LarderError(Exception):
@@ -210,6 +267,70 @@ class FeatureStore:
 
     def list_data_sources(self):
         return self._objects("data_sources")
+
+    # -- writes ----------------------------------------------------------------------------
+    def _post(self, path: str, body: Optional[dict] = None):
+        resp = self._session.post(self.url + path, json=body if body is not None else {}, timeout=self.timeout)
+        if resp.status_code != 200:
+            raise LarderError(resp.status_code, _error_message(resp))
+        return resp.json() if resp.content else None
+
+    def push(self, push_source_name: str, df, allow_registry_cache: bool = True, to: PushMode = PushMode.ONLINE,
+             transform_on_write: bool = True) -> None:
+        """Feast's ``push``: writes ``df`` (pandas, pyarrow or a dict of columns) to the views fed
+        by the push source (``ONLINE``), appends it to the source's offline data (``OFFLINE``), or
+        both. Every row is validated before anything is written."""
+        mode = to.value if isinstance(to, PushMode) else str(to)
+        self._post("/push", {"push_source_name": push_source_name, "df": _columns(df), "to": mode,
+                             "allow_registry_cache": allow_registry_cache, "transform_on_write": transform_on_write})
+
+    def write_to_online_store(self, feature_view_name: str, df=None, inputs=None, allow_registry_cache: bool = True,
+                              transform_on_write: bool = True) -> None:
+        """Feast's ``write_to_online_store``: writes rows of one view (newest event time wins)."""
+        data = df if df is not None else inputs
+        self._post("/write-to-online-store", {"feature_view_name": feature_view_name, "df": _columns(data),
+                                              "allow_registry_cache": allow_registry_cache})
+
+    def materialize(self, start_date, end_date, feature_views: Optional[List[str]] = None) -> List[dict]:
+        """Loads ``[start_date, end_date]`` from the offline sources into the online store (run by
+        the server). Returns one ``{feature_view, start, end, rows}`` per view."""
+        return self._post("/materialize", {"start_ts": _time(start_date), "end_ts": _time(end_date),
+                                           "feature_views": feature_views})
+
+    def materialize_incremental(self, end_date, feature_views: Optional[List[str]] = None) -> List[dict]:
+        """Materializes each view from the end of its last run up to ``end_date``."""
+        return self._post("/materialize-incremental", {"end_ts": _time(end_date), "feature_views": feature_views})
+
+    @staticmethod
+    def _definitions(objects) -> dict:
+        from larder.repo import export_objects
+
+        if not isinstance(objects, (list, tuple)):
+            objects = [objects]
+        return export_objects(list(objects))
+
+    def apply(self, objects, objects_to_delete: Optional[List[Any]] = None, partial: bool = True) -> dict:
+        """Feast's ``apply``: registers (or updates) ``objects`` as a new registry version, keeping
+        the others (``partial=True``) and removing ``objects_to_delete``. Returns
+        ``{changes, version}``."""
+        body: Dict[str, Any] = {"definitions": self._definitions(objects), "partial": partial,
+                                "applied_by": os.environ.get("USER") or "sdk"}
+        if objects_to_delete:
+            doc = self._definitions(objects_to_delete)
+            body["delete"] = {k: [d["name"] for d in v] for k, v in doc.items() if isinstance(v, list) and v}
+            # Referenced objects come along in the export; delete only what was named.
+            named = {getattr(o, "name", None) for o in objects_to_delete}
+            body["delete"] = {k: [n for n in v if n in named] for k, v in body["delete"].items()}
+            body["delete"] = {k: v for k, v in body["delete"].items() if v}
+        return self._post("/apply", body)
+
+    def plan(self, objects, partial: bool = True) -> List[str]:
+        """What ``apply(objects)`` would change (plan lines), without changing anything."""
+        return self._post("/plan", {"definitions": self._definitions(objects), "partial": partial})["changes"]
+
+    def teardown(self) -> None:
+        """Deletes every view's online data and the registry."""
+        self._post("/teardown")
 
     # -- online ----------------------------------------------------------------------------
     def get_online_features(self, features, entity_rows: Sequence[Dict[str, Any]], full_feature_names: bool = False) -> OnlineResponse:

@@ -89,7 +89,12 @@ def _add(kind: str, registry: Dict[str, Tuple[object, dict]], obj, errors: List[
 
 def export(repo: Path) -> dict:
     """The registry document of a repo."""
-    objects = load_objects(repo)
+    return export_objects(load_objects(repo))
+
+
+def export_objects(objects: List[object]) -> dict:
+    """The registry document holding ``objects`` (Larder's or Feast's definition objects) and
+    what they reference (entities of views, batch sources of push sources...)."""
     entities, sources, views, odfvs, services = {}, {}, {}, {}, {}
     errors: List[str] = []
 

@@ -81,6 +81,8 @@ impl Error {
             Error::NotFound { .. } => 404,
             Error::InvalidRequest { .. } => 422,
             Error::Registry(larder_registry::Error::Database { .. }) | Error::Unavailable(_) => 503,
+            Error::Registry(larder_registry::Error::Invalid(_)) => 422,
+            Error::Registry(larder_registry::Error::NoSuchVersion(_)) => 404,
             Error::Config { .. } | Error::Registry(_) => 500,
             Error::NotImplemented(_) => 501,
             Error::Offline(_) | Error::Internal(_) => 500,

@@ -150,7 +150,14 @@ impl FeatureStore {
     /// Re-reads the registry.
     pub fn refresh(&self) -> Result<Arc<RegistryState>> {
         let token = self.registry.change_token()?;
-        let state = self.registry.load()?.ok_or_else(|| {
+        let loaded = self.registry.load()?;
+        if loaded.is_none() {
+            // Torn down (or never applied): stop serving the old definitions.
+            if let Ok(mut guard) = self.cache.write() {
+                *guard = None;
+            }
+        }
+        let state = loaded.ok_or_else(|| {
             Error::Unavailable(format!(
                 "the registry {} is empty: run `larder apply` first",
                 self.config.registry.describe()
@@ -492,6 +499,9 @@ impl FeatureStore {
             }
         }
         self.registry.delete()?;
+        if let Ok(mut guard) = self.cache.write() {
+            *guard = None;
+        }
         Ok(removed)
     }
 }

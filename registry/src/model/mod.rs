@@ -89,6 +89,44 @@ impl RegistryDoc {
         }
     }
 
+    /// Feast's partial `apply(objects)`: every object of `other` replaces the one of the same
+    /// kind and name here, or is added; everything else is kept.
+    pub fn upsert(&mut self, other: RegistryDoc) {
+        fn merge<T>(into: &mut Vec<T>, from: Vec<T>, name: impl Fn(&T) -> &str) {
+            for item in from {
+                match into.iter().position(|x| name(x) == name(&item)) {
+                    Some(i) => into[i] = item,
+                    None => into.push(item),
+                }
+            }
+        }
+        merge(&mut self.entities, other.entities, |e| &e.name);
+        merge(&mut self.data_sources, other.data_sources, |s| s.name());
+        merge(&mut self.feature_views, other.feature_views, |v| &v.name);
+        merge(&mut self.on_demand_feature_views, other.on_demand_feature_views, |v| {
+            &v.name
+        });
+        merge(&mut self.feature_services, other.feature_services, |s| &s.name);
+    }
+
+    /// Removes the object of `kind` (`entities`, `data_sources`, `feature_views`,
+    /// `on_demand_feature_views`, `feature_services`) called `name`; false when there is none.
+    pub fn remove(&mut self, kind: &str, name: &str) -> bool {
+        fn drop<T>(list: &mut Vec<T>, name: &str, key: impl Fn(&T) -> &str) -> bool {
+            let before = list.len();
+            list.retain(|x| key(x) != name);
+            list.len() != before
+        }
+        match kind {
+            "entities" => drop(&mut self.entities, name, |e| &e.name),
+            "data_sources" => drop(&mut self.data_sources, name, |s| s.name()),
+            "feature_views" => drop(&mut self.feature_views, name, |v| &v.name),
+            "on_demand_feature_views" => drop(&mut self.on_demand_feature_views, name, |v| &v.name),
+            "feature_services" => drop(&mut self.feature_services, name, |s| &s.name),
+            _ => false,
+        }
+    }
+
     /// The join keys of a feature view, in the order of its entities.
     pub fn join_keys(&self, view: &FeatureView) -> Vec<String> {
         view.entities

@@ -1,6 +1,7 @@
 //! The HTTP API: a thin axum layer over [`FeatureStore`], wire-compatible with Feast's feature
 //! server (`/get-online-features`, `/health`), documented at `/openapi.json` and `/docs`.
 
+mod admin;
 mod error;
 mod extract;
 mod health;
@@ -76,6 +77,11 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
         .route("/registry", get(registry::registry))
         .route("/push", post(push::push))
         .route("/write-to-online-store", post(push::write_to_online_store))
+        .route("/materialize", post(admin::materialize))
+        .route("/materialize-incremental", post(admin::materialize_incremental))
+        .route("/apply", post(admin::apply))
+        .route("/plan", post(admin::plan))
+        .route("/teardown", post(admin::teardown))
         .route("/health", get(health::health))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

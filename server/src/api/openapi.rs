@@ -15,13 +15,21 @@ use utoipa::OpenApi;
         super::registry::registry,
         super::push::push,
         super::push::write_to_online_store,
+        super::admin::materialize,
+        super::admin::materialize_incremental,
+        super::admin::apply,
+        super::admin::plan,
+        super::admin::teardown,
         super::health::health
     ),
     components(schemas(
         super::online::GetOnlineFeaturesRequest,
         super::online::GetOnlineFeaturesResponse,
         super::push::PushRequest,
-        super::push::WriteToOnlineStoreRequest
+        super::push::WriteToOnlineStoreRequest,
+        super::admin::MaterializeRequest,
+        super::admin::MaterializeIncrementalRequest,
+        super::admin::ApplyRequest
     ))
 )]
 pub struct ApiDoc;
