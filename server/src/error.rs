@@ -105,6 +105,12 @@ impl From<crate::value::ValueError> for Error {
     }
 }
 
+impl From<datafusion::arrow::error::ArrowError> for Error {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        Error::Internal(format!("arrow: {e}"))
+    }
+}
+
 impl From<datafusion::error::DataFusionError> for Error {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         Error::Offline(e.to_string())

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch, TimestampNanosecondArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
-use datafusion::scalar::ScalarValue;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use indexmap::IndexMap;
 use larder_registry::{DataSource, FeatureView, RegistryDoc, ValueType};
 use serde_json::Value as Json;
@@ -15,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::key::serialize_entity_key_into;
 use crate::online::OnlineRow;
 use crate::time::{parse_time, to_nanos};
-use crate::value::{value_type_of, Value};
+use crate::value::{value_type_of, values_to_array, Value};
 
 /// Parses a feature value given as JSON for a field of type `ty`.
 pub fn value_from_json(v: &Json, ty: ValueType) -> std::result::Result<Value, String> {
@@ -150,31 +149,6 @@ pub fn rows_from_columns(
     Ok(rows)
 }
 
-/// The typed scalar of a value (null of `ty` for `Value::Null`).
-fn scalar_of(v: &Value, ty: ValueType) -> Result<ScalarValue> {
-    Ok(match v {
-        Value::Null => ScalarValue::try_from(&crate::value::arrow_type(ty))?,
-        Value::Bytes(b) => ScalarValue::Binary(Some(b.clone())),
-        Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
-        Value::Int32(i) => ScalarValue::Int32(Some(*i)),
-        Value::Int64(i) => ScalarValue::Int64(Some(*i)),
-        Value::Double(f) => ScalarValue::Float64(Some(*f)),
-        Value::Float(f) => ScalarValue::Float32(Some(*f)),
-        Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
-        Value::UnixTimestamp(s) => ScalarValue::TimestampSecond(Some(*s), Some("UTC".into())),
-        Value::List(items) => {
-            let elem = ty.element().unwrap_or(ty);
-            let scalars = items.iter().map(|i| scalar_of(i, elem)).collect::<Result<Vec<_>>>()?;
-            let elem_type = if elem == ValueType::UnixTimestamp {
-                DataType::Timestamp(TimeUnit::Second, Some("UTC".into()))
-            } else {
-                crate::value::arrow_type(elem)
-            };
-            ScalarValue::List(ScalarValue::new_list(&scalars, &elem_type, true))
-        }
-    })
-}
-
 /// Converts Feast's columnar `df` into one Arrow batch with exactly `schema` (a batch source's),
 /// for an append to the offline store. Columns the source has but `df` lacks are null; a
 /// column the source does not have is refused. Errors name `df.<column>[row]`.
@@ -217,16 +191,11 @@ pub fn offline_batch(df: &IndexMap<String, Vec<Json>>, schema: &SchemaRef, sourc
                     format!("the source column type {dt} cannot be written"),
                 )
             })?;
-            let mut scalars = Vec::with_capacity(n);
+            let mut parsed = Vec::with_capacity(n);
             for (i, v) in values.iter().enumerate() {
-                let value = value_from_json(v, ty).map_err(|e| Error::invalid(format!("df.{name}[{i}]"), e))?;
-                scalars.push(scalar_of(&value, ty)?);
+                parsed.push(value_from_json(v, ty).map_err(|e| Error::invalid(format!("df.{name}[{i}]"), e))?);
             }
-            if scalars.is_empty() {
-                new_null_array(&crate::value::arrow_type(ty), 0)
-            } else {
-                ScalarValue::iter_to_array(scalars)?
-            }
+            values_to_array(&parsed, ty)?
         };
         let array = if array.data_type() == dt {
             array

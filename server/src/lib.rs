@@ -18,6 +18,7 @@ pub mod online;
 pub mod serving;
 mod store;
 pub mod time;
+pub mod transform;
 pub mod value;
 
 pub use error::{Error, Result};

@@ -1,12 +1,14 @@
 //! Online feature retrieval: Feast's `get_online_features`, independent of HTTP.
 
+use datafusion::arrow::array::RecordBatch;
 use indexmap::IndexMap;
-use larder_registry::{FeatureView, RegistryDoc, ValueType};
+use larder_registry::{FeatureView, OnDemandFeatureView, RegistryDoc, ValueType};
 use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
 use crate::key::serialize_entity_key_into;
-use crate::online::OnlineStore;
+use crate::online::{OnlineRow, OnlineStore};
+use crate::transform::{self, Transforms};
 use crate::value::Value;
 
 /// Feast's `FieldStatus` names.
@@ -137,19 +139,25 @@ pub(crate) struct ViewRequest<'a> {
 }
 
 /// Refuses two views contributing the same feature name unless names are qualified.
-pub(crate) fn check_collisions(views: &[ViewRequest<'_>], full_feature_names: bool) -> Result<()> {
+pub(crate) fn check_collisions(
+    views: &[ViewRequest<'_>],
+    odfvs: &[OdfvRequest<'_>],
+    full_feature_names: bool,
+) -> Result<()> {
     if full_feature_names {
         return Ok(());
     }
     let mut seen = std::collections::HashSet::new();
-    for v in views {
-        for f in &v.features {
-            if !seen.insert(f.as_str()) {
-                return Err(Error::invalid(
-                    "full_feature_names",
-                    format!("feature name `{f}` is requested from more than one view; set full_feature_names to true"),
-                ));
-            }
+    let names = views
+        .iter()
+        .flat_map(|v| v.features.iter())
+        .chain(odfvs.iter().flat_map(|o| o.features.iter()));
+    for f in names {
+        if !seen.insert(f.as_str()) {
+            return Err(Error::invalid(
+                "full_feature_names",
+                format!("feature name `{f}` is requested from more than one view; set full_feature_names to true"),
+            ));
         }
     }
     Ok(())
@@ -164,13 +172,63 @@ pub(crate) fn output_name(view: &ViewRequest<'_>, feature: &str, full_feature_na
     }
 }
 
-/// Resolves feature references or a service into views and their features, in order.
+/// Requested outputs of one on-demand view.
+#[derive(Debug, Clone)]
+pub(crate) struct OdfvRequest<'a> {
+    /// The view.
+    pub odfv: &'a OnDemandFeatureView,
+    /// Name used in full feature names.
+    pub display: String,
+    /// Requested outputs, in request order.
+    pub features: Vec<String>,
+}
+
+/// Resolves feature references or a service into views and their features, in order; an
+/// on-demand view is refused (for callers that cannot run transformations).
 pub(crate) fn resolve_features<'a>(
     doc: &'a RegistryDoc,
     project: &str,
     sel: &FeatureSelection,
 ) -> Result<Vec<ViewRequest<'a>>> {
+    let (views, odfvs) = resolve_with_odfvs(doc, project, sel)?;
+    if let Some(o) = odfvs.first() {
+        return Err(Error::NotImplemented(format!(
+            "on-demand feature view {} cannot be computed here; the Python SDK applies it to training sets",
+            o.odfv.name
+        )));
+    }
+    Ok(views)
+}
+
+/// Resolves feature references or a service into views and on-demand views with their
+/// features, each in request order.
+pub(crate) fn resolve_with_odfvs<'a>(
+    doc: &'a RegistryDoc,
+    project: &str,
+    sel: &FeatureSelection,
+) -> Result<(Vec<ViewRequest<'a>>, Vec<OdfvRequest<'a>>)> {
     let mut out: Vec<ViewRequest<'a>> = Vec::new();
+    let mut odfvs: Vec<OdfvRequest<'a>> = Vec::new();
+    let push_odfv =
+        |odfv: &'a OnDemandFeatureView, display: &str, feature: &str, odfvs: &mut Vec<OdfvRequest<'a>>| match odfvs
+            .iter_mut()
+            .find(|r| r.display == display && r.odfv.name == odfv.name)
+        {
+            Some(r) => {
+                if !r.features.iter().any(|f| f == feature) {
+                    r.features.push(feature.to_string());
+                }
+            }
+            None => odfvs.push(OdfvRequest {
+                odfv,
+                display: display.to_string(),
+                features: vec![feature.to_string()],
+            }),
+        };
+    let odfv_feature_missing = |feature: &str, view: &str| Error::NotFound {
+        class: "FeastObjectNotFoundException",
+        message: format!("Feature {feature} does not exist in on demand feature view {view} in project {project}"),
+    };
     let push = |view: &'a FeatureView, display: &str, feature: &str, out: &mut Vec<ViewRequest<'a>>| match out
         .iter_mut()
         .find(|r| r.display == display && r.view.name == view.name)
@@ -185,11 +243,6 @@ pub(crate) fn resolve_features<'a>(
             display: display.to_string(),
             features: vec![feature.to_string()],
         }),
-    };
-    let odfv = |name: &str| {
-        Error::NotImplemented(format!(
-            "on-demand feature view {name} is registered, but on-demand transformations are not served online yet"
-        ))
     };
     match sel {
         FeatureSelection::Refs(refs) => {
@@ -206,8 +259,16 @@ pub(crate) fn resolve_features<'a>(
                 let view_name = view_name.split_once("@v").map(|(v, _)| v).unwrap_or(view_name);
                 let view = match doc.feature_view(view_name) {
                     Some(v) => v,
-                    None if doc.on_demand_feature_view(view_name).is_some() => return Err(odfv(view_name)),
-                    None => return Err(Error::view_not_found(view_name, project)),
+                    None => match doc.on_demand_feature_view(view_name) {
+                        Some(o) => {
+                            if !o.features.iter().any(|f| f.name == feature) {
+                                return Err(odfv_feature_missing(feature, view_name));
+                            }
+                            push_odfv(o, view_name, feature, &mut odfvs);
+                            continue;
+                        }
+                        None => return Err(Error::view_not_found(view_name, project)),
+                    },
                 };
                 if view.feature(feature).is_none() {
                     return Err(Error::NotFound {
@@ -225,12 +286,27 @@ pub(crate) fn resolve_features<'a>(
                 .feature_service(name)
                 .ok_or_else(|| Error::service_not_found(name, project))?;
             for p in &service.features {
+                let display = p.alias.as_deref().unwrap_or(&p.view);
                 let view = match doc.feature_view(&p.view) {
                     Some(v) => v,
-                    None if doc.on_demand_feature_view(&p.view).is_some() => return Err(odfv(&p.view)),
-                    None => return Err(Error::view_not_found(&p.view, project)),
+                    None => match doc.on_demand_feature_view(&p.view) {
+                        Some(o) => {
+                            let names: Vec<&str> = if p.features.is_empty() {
+                                o.features.iter().map(|f| f.name.as_str()).collect()
+                            } else {
+                                p.features.iter().map(String::as_str).collect()
+                            };
+                            for f in names {
+                                if !o.features.iter().any(|x| x.name == f) {
+                                    return Err(odfv_feature_missing(f, &p.view));
+                                }
+                                push_odfv(o, display, f, &mut odfvs);
+                            }
+                            continue;
+                        }
+                        None => return Err(Error::view_not_found(&p.view, project)),
+                    },
                 };
-                let display = p.alias.as_deref().unwrap_or(&p.view);
                 if p.features.is_empty() {
                     for f in &view.features {
                         push(view, display, &f.name, &mut out);
@@ -243,27 +319,21 @@ pub(crate) fn resolve_features<'a>(
             }
         }
     }
-    for r in &out {
-        if !r.view.online {
-            return Err(Error::invalid(
-                "features",
-                format!("feature view {} is not online (online=False)", r.view.name),
-            ));
-        }
-    }
-    Ok(out)
+    Ok((out, odfvs))
 }
 
-/// Answers a `get_online_features` request from the online store.
+/// Answers a `get_online_features` request from the online store; on-demand views are
+/// computed from their inputs (read in the same round trip) and the request data.
 pub async fn get_online_features(
     doc: &RegistryDoc,
     project: &str,
     online: &dyn OnlineStore,
+    transforms: &Transforms,
     req: &OnlineRequest,
     limits: RequestLimits,
     now_ns: i64,
 ) -> Result<OnlineResponse> {
-    let views = resolve_features(doc, project, &req.features)?;
+    let (views, odfvs) = resolve_with_odfvs(doc, project, &req.features)?;
     for r in &views {
         if !r.view.online {
             return Err(Error::invalid(
@@ -272,14 +342,34 @@ pub async fn get_online_features(
             ));
         }
     }
-    let n_features: usize = views.iter().map(|v| v.features.len()).sum();
+    let n_features: usize =
+        views.iter().map(|v| v.features.len()).sum::<usize>() + odfvs.iter().map(|o| o.features.len()).sum::<usize>();
     if n_features > limits.max_features {
         return Err(Error::invalid(
             "features",
             format!("{n_features} features requested; the limit is {}", limits.max_features),
         ));
     }
-    check_collisions(&views, req.full_feature_names)?;
+    check_collisions(&views, &odfvs, req.full_feature_names)?;
+
+    // The views to read: the requested ones and the inputs of on-demand views.
+    let mut inputs_of = Vec::with_capacity(odfvs.len());
+    for o in &odfvs {
+        inputs_of.push(transform::input_columns(doc, o.odfv)?);
+    }
+    let mut read_views: Vec<&FeatureView> = views.iter().map(|v| v.view).collect();
+    for cols in &inputs_of {
+        for c in cols {
+            if let transform::InputOrigin::Feature { view, .. } = &c.origin {
+                if !read_views.iter().any(|v| &v.name == view) {
+                    let fv = doc
+                        .feature_view(view)
+                        .ok_or_else(|| Error::view_not_found(view, project))?;
+                    read_views.push(fv);
+                }
+            }
+        }
+    }
 
     // Entity rows.
     if req.entities.is_empty() {
@@ -311,8 +401,8 @@ pub async fn get_online_features(
 
     // Parse every join key column needed, once.
     let mut parsed: IndexMap<String, Vec<Value>> = IndexMap::new();
-    for v in &views {
-        for key_field in &v.view.entity_columns {
+    for v in &read_views {
+        for key_field in &v.entity_columns {
             let k = &key_field.name;
             if parsed.contains_key(k) {
                 continue;
@@ -322,7 +412,7 @@ pub async fn get_online_features(
                     format!("entities.{k}"),
                     format!(
                         "join key `{k}` is required by feature view {} but missing from entities",
-                        v.view.name
+                        v.name
                     ),
                 ));
             };
@@ -332,6 +422,32 @@ pub async fn get_online_features(
                 vals.push(Value::from_json_key(j, ty).map_err(|e| Error::invalid(format!("entities.{k}[{i}]"), e.0))?);
             }
             parsed.insert(k.clone(), vals);
+        }
+    }
+    // Request data of on-demand views, parsed before anything is read.
+    let mut request_data: IndexMap<String, Vec<Value>> = IndexMap::new();
+    for (o, cols) in odfvs.iter().zip(&inputs_of) {
+        for c in cols.iter().filter(|c| c.origin == transform::InputOrigin::Request) {
+            if request_data.contains_key(&c.name) {
+                continue;
+            }
+            let Some(raw) = req.entities.get(&c.name) else {
+                return Err(Error::invalid(
+                    format!("entities.{}", c.name),
+                    format!(
+                        "request data `{}` is required by on-demand feature view {} but missing from entities",
+                        c.name, o.odfv.name
+                    ),
+                ));
+            };
+            let mut vals = Vec::with_capacity(raw.len());
+            for (i, j) in raw.iter().enumerate() {
+                vals.push(
+                    crate::ingest::value_from_json(j, c.dtype)
+                        .map_err(|e| Error::invalid(format!("entities.{}[{i}]", c.name), e))?,
+                );
+            }
+            request_data.insert(c.name.clone(), vals);
         }
     }
 
@@ -348,9 +464,9 @@ pub async fn get_online_features(
         }
     }
 
-    let mut view_keys = Vec::with_capacity(views.len());
-    for v in &views {
-        let key_names: Vec<&str> = v.view.entity_columns.iter().map(|f| f.name.as_str()).collect();
+    let mut view_keys = Vec::with_capacity(read_views.len());
+    for v in &read_views {
+        let key_names: Vec<&str> = v.entity_columns.iter().map(|f| f.name.as_str()).collect();
         let mut keys = Vec::with_capacity(n_rows);
         for row in 0..n_rows {
             let pairs: Vec<(&str, &Value)> = key_names.iter().map(|k| (*k, &parsed[*k][row])).collect();
@@ -360,21 +476,32 @@ pub async fn get_online_features(
         }
         view_keys.push(keys);
     }
-    let requests: Vec<(&str, &[Vec<u8>])> = views
+    let requests: Vec<(&str, &[Vec<u8>])> = read_views
         .iter()
         .zip(&view_keys)
-        .map(|(v, k)| (v.view.name.as_str(), k.as_slice()))
+        .map(|(v, k)| (v.name.as_str(), k.as_slice()))
         .collect();
     let all_rows = online.read_many(project, &requests).await?;
-    for (v, rows) in views.iter().zip(all_rows) {
-        let ttl_ns = v.view.ttl().map(|s| s.saturating_mul(1_000_000_000));
+    let rows_of = |name: &str| -> &[Option<OnlineRow>] {
+        read_views
+            .iter()
+            .position(|v| v.name == name)
+            .map(|i| all_rows[i].as_slice())
+            .unwrap_or(&[])
+    };
+    let fresh = |v: &FeatureView, r: &OnlineRow| {
+        let ttl_ns = v.ttl().map(|s| s.saturating_mul(1_000_000_000));
+        ttl_ns.is_none_or(|ttl| now_ns.saturating_sub(r.event_ts) <= ttl)
+    };
+    for v in &views {
+        let rows = rows_of(&v.view.name);
         for f in &v.features {
             let mut col = Column {
                 values: Vec::with_capacity(n_rows),
                 statuses: Vec::with_capacity(n_rows),
                 event_timestamps: Vec::with_capacity(n_rows),
             };
-            for row in &rows {
+            for row in rows {
                 match row {
                     None => {
                         col.values.push(Value::Null);
@@ -383,12 +510,12 @@ pub async fn get_online_features(
                     }
                     Some(r) => {
                         col.event_timestamps.push(r.event_ts);
-                        if ttl_ns.is_some_and(|ttl| now_ns.saturating_sub(r.event_ts) > ttl) {
-                            col.values.push(Value::Null);
-                            col.statuses.push(FieldStatus::OutsideMaxAge);
-                        } else {
+                        if fresh(v.view, r) {
                             col.values.push(r.get(f).cloned().unwrap_or(Value::Null));
                             col.statuses.push(FieldStatus::Present);
+                        } else {
+                            col.values.push(Value::Null);
+                            col.statuses.push(FieldStatus::OutsideMaxAge);
                         }
                     }
                 }
@@ -399,6 +526,55 @@ pub async fn get_online_features(
                 f.clone()
             });
             columns.push(col);
+        }
+    }
+
+    // On-demand views, after the regular features (as Feast orders them).
+    for (o, cols) in odfvs.iter().zip(&inputs_of) {
+        let mut arrays = Vec::with_capacity(cols.len());
+        for c in cols {
+            let values: Vec<Value> = match &c.origin {
+                transform::InputOrigin::Request => request_data[&c.name].clone(),
+                transform::InputOrigin::Feature { view, feature } => {
+                    let fv = doc
+                        .feature_view(view)
+                        .ok_or_else(|| Error::view_not_found(view, project))?;
+                    rows_of(view)
+                        .iter()
+                        .map(|r| match r {
+                            Some(r) if fresh(fv, r) => r.get(feature).cloned().unwrap_or(Value::Null),
+                            _ => Value::Null,
+                        })
+                        .collect()
+                }
+            };
+            arrays.push(crate::value::values_to_array(&values, c.dtype)?);
+        }
+        let batch =
+            RecordBatch::try_new(transform::input_schema(cols), arrays).map_err(|e| Error::Internal(e.to_string()))?;
+        let out = transforms.run(o.odfv, batch).await?;
+        for f in &o.features {
+            let dtype = o
+                .odfv
+                .features
+                .iter()
+                .find(|x| &x.name == f)
+                .map(|x| x.dtype)
+                .ok_or_else(|| Error::Internal(format!("no output {f}")))?;
+            let array = out
+                .column_by_name(f)
+                .ok_or_else(|| Error::Internal(format!("on-demand view {}: no output {f}", o.odfv.name)))?;
+            let values = crate::value::column_values(array, dtype)?;
+            feature_names.push(if req.full_feature_names {
+                format!("{}__{f}", o.display)
+            } else {
+                f.clone()
+            });
+            columns.push(Column {
+                values,
+                statuses: vec![FieldStatus::Present; n_rows],
+                event_timestamps: vec![now_ns; n_rows],
+            });
         }
     }
     Ok(OnlineResponse { feature_names, columns })

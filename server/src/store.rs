@@ -53,6 +53,7 @@ pub struct FeatureStore {
     online: OnceLock<Arc<dyn OnlineStore>>,
     cache: RwLock<Option<(Option<u128>, Arc<RegistryState>)>>,
     limits: RequestLimits,
+    transforms: crate::transform::Transforms,
 }
 
 struct Prefetched(HashMap<String, std::result::Result<Vec<SourceColumn>, String>>);
@@ -79,6 +80,7 @@ impl FeatureStore {
             None => Arc::new(FileRegistryStore::new(&config.registry.path)),
         };
         let offline: Arc<dyn OfflineStore> = Arc::new(ParquetOfflineStore::new(&config.repo_dir));
+        let config_dir = config.repo_dir.clone();
         Ok(FeatureStore {
             config,
             registry,
@@ -86,6 +88,7 @@ impl FeatureStore {
             online: OnceLock::new(),
             cache: RwLock::new(None),
             limits: RequestLimits::default(),
+            transforms: crate::transform::Transforms::new(config_dir),
         })
     }
 
@@ -353,6 +356,7 @@ impl FeatureStore {
             &state.doc,
             self.project(),
             online.as_ref(),
+            &self.transforms,
             req,
             self.limits,
             to_nanos(Utc::now()),
@@ -370,7 +374,7 @@ impl FeatureStore {
     ) -> Result<SendableRecordBatchStream> {
         let state = self.state()?;
         let requested = serving::resolve_features(&state.doc, self.project(), features)?;
-        serving::check_collisions(&requested, full_feature_names)?;
+        serving::check_collisions(&requested, &[], full_feature_names)?;
         let mut views = Vec::with_capacity(requested.len());
         for r in &requested {
             let source = state.doc.batch_source(r.view).ok_or_else(|| {

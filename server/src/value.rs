@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::{
     DataType, Field as ArrowField, Float32Type, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
+use datafusion::scalar::ScalarValue;
 use larder_registry::ValueType;
 use serde_json::Value as Json;
 
@@ -201,6 +202,47 @@ pub(crate) fn take_arr<const N: usize>(input: &mut &[u8]) -> Result<[u8; N], Val
     let mut a = [0u8; N];
     a.copy_from_slice(s);
     Ok(a)
+}
+
+/// The typed scalar of a value (null of `ty` for `Value::Null`).
+fn scalar_of(v: &Value, ty: ValueType) -> datafusion::error::Result<ScalarValue> {
+    Ok(match v {
+        Value::Null => ScalarValue::try_from(&arrow_type(ty))?,
+        Value::Bytes(b) => ScalarValue::Binary(Some(b.clone())),
+        Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
+        Value::Int32(i) => ScalarValue::Int32(Some(*i)),
+        Value::Int64(i) => ScalarValue::Int64(Some(*i)),
+        Value::Double(f) => ScalarValue::Float64(Some(*f)),
+        Value::Float(f) => ScalarValue::Float32(Some(*f)),
+        Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        Value::UnixTimestamp(s) => ScalarValue::TimestampSecond(Some(*s), Some("UTC".into())),
+        Value::List(items) => {
+            let elem = ty.element().unwrap_or(ty);
+            let scalars = items
+                .iter()
+                .map(|i| scalar_of(i, elem))
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            let elem_type = if elem == ValueType::UnixTimestamp {
+                DataType::Timestamp(TimeUnit::Second, Some("UTC".into()))
+            } else {
+                arrow_type(elem)
+            };
+            ScalarValue::List(ScalarValue::new_list(&scalars, &elem_type, true))
+        }
+    })
+}
+
+/// Builds an Arrow array of Feast type `ty` (its [`arrow_type`]; timestamps in seconds, UTC)
+/// from values.
+pub fn values_to_array(values: &[Value], ty: ValueType) -> datafusion::error::Result<ArrayRef> {
+    if values.is_empty() {
+        return Ok(datafusion::arrow::array::new_empty_array(&arrow_type(ty)));
+    }
+    let scalars = values
+        .iter()
+        .map(|v| scalar_of(v, ty))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    ScalarValue::iter_to_array(scalars)
 }
 
 /// The Arrow type a column is cast to before reading values of Feast type `ty`.
