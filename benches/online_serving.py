@@ -68,10 +68,10 @@ def parse_latency(text: str, label: str) -> float:
     return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 
 
-def run_wrk(url: str, n: int, conns: int, duration: int) -> dict:
+def run_wrk(url: str, n: int, conns: int, duration: int, payload: str = None) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
-        f.write(f"wrk.body = [[{body(n)}]]\n")
+        f.write(f"wrk.body = [[{payload or body(n)}]]\n")
         f.write('function response(status, headers, body) if status ~= 200 then wrk.thread:stop() end end\n')
         script = f.name
     out = subprocess.run(

@@ -64,6 +64,7 @@ def main():
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--duration", type=int, default=10)
     args = ap.parse_args()
+    os.environ.setdefault("LARDER_PYTHON", sys.executable)  # the exporter and the UDF worker need the SDK
     feast = str(Path(args.feast_python).parent / "feast")
     work = Path(tempfile.mkdtemp(prefix="larder-redis-bench-"))
     procs = []

@@ -13,6 +13,7 @@ pub mod flight;
 pub mod ingest;
 pub mod key;
 pub mod materialize;
+pub mod metrics;
 pub mod offline;
 pub mod online;
 pub mod serving;

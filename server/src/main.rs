@@ -81,6 +81,12 @@ enum Command {
         /// Most entity rows per online request.
         #[arg(long, default_value_t = 10_000)]
         max_entities: usize,
+        /// Requests handled at once; more get 503 at once (load shedding, no queue).
+        #[arg(long, default_value_t = 1024)]
+        max_concurrent_requests: usize,
+        /// Longest a request may take, in seconds, before it is answered 504.
+        #[arg(long, default_value_t = 60)]
+        request_timeout_secs: u64,
         /// How often to check the registry for a new apply, in seconds (default: the
         /// registry's `cache_ttl_seconds`, or 1).
         #[arg(long)]
@@ -250,8 +256,11 @@ async fn run(cli: Cli) -> Result<()> {
             max_arrow_body_bytes,
             flight_port,
             max_entities,
+            max_concurrent_requests,
+            request_timeout_secs,
             registry_refresh_secs,
         } => {
+            larder_server::metrics::install();
             let limits = RequestLimits {
                 max_entities,
                 ..RequestLimits::default()
@@ -268,6 +277,8 @@ async fn run(cli: Cli) -> Result<()> {
                 &ApiConfig {
                     max_body_bytes,
                     max_arrow_body_bytes,
+                    max_concurrent_requests,
+                    request_timeout: Duration::from_secs(request_timeout_secs.max(1)),
                 },
             );
             let addr: SocketAddr = format!("{host}:{port}")

@@ -481,7 +481,10 @@ pub async fn get_online_features(
         .zip(&view_keys)
         .map(|(v, k)| (v.name.as_str(), k.as_slice()))
         .collect();
+    let read_started = std::time::Instant::now();
     let all_rows = online.read_many(project, &requests).await?;
+    metrics::histogram!("larder_online_read_duration_seconds", "backend" => online.kind())
+        .record(read_started.elapsed().as_secs_f64());
     let rows_of = |name: &str| -> &[Option<OnlineRow>] {
         read_views
             .iter()

@@ -167,6 +167,7 @@ impl FeatureStore {
             ))
         })?;
         let state = Arc::new(state);
+        metrics::gauge!("larder_registry_version").set(state.version as f64);
         if let Ok(mut guard) = self.cache.write() {
             *guard = Some((token, Arc::clone(&state)));
         }
@@ -330,6 +331,7 @@ impl FeatureStore {
         };
         let rows = materialize_view(window, self.offline.as_ref(), online.as_ref(), progress).await?;
         let seconds = t0.elapsed().as_secs_f64();
+        metrics::counter!("larder_materialized_rows_total", "view" => name.to_string()).increment(rows);
         progress.finish_view(name, rows, seconds);
         self.registry.record_materialization(
             name,
@@ -474,6 +476,9 @@ impl FeatureStore {
                 written += store.write_batch(self.project(), &view, rows).await?;
             }
         }
+        let n = df.values().next().map(Vec::len).unwrap_or(0) as u64;
+        metrics::counter!("larder_pushed_rows_total", "push_source" => push_source.to_string(), "to" => to.to_string())
+            .increment(n);
         Ok(written)
     }
 

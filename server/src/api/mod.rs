@@ -14,9 +14,16 @@ mod registry;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use std::time::Instant;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{BoxError, Router};
+use tower::ServiceBuilder;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -32,6 +39,10 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Largest accepted Arrow body (entity dataframes), in bytes.
     pub max_arrow_body_bytes: usize,
+    /// Requests handled at once; more are refused at once with 503 (load shedding, no queue).
+    pub max_concurrent_requests: usize,
+    /// Longest a request may take before it is answered 504.
+    pub request_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -39,8 +50,70 @@ impl Default for ApiConfig {
         ApiConfig {
             max_body_bytes: 8 * 1024 * 1024,
             max_arrow_body_bytes: 1024 * 1024 * 1024,
+            max_concurrent_requests: 1024,
+            request_timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// Counts and times every request by route and status (see [`crate::metrics`]).
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let secs = start.elapsed().as_secs_f64();
+    if resp.status() == StatusCode::UNPROCESSABLE_ENTITY {
+        metrics::counter!("larder_rejected_requests_total", "route" => route.clone(), "reason" => "invalid")
+            .increment(1);
+    }
+    metrics::counter!("larder_http_requests_total", "route" => route.clone(), "method" => method, "status" => status.clone())
+        .increment(1);
+    metrics::histogram!("larder_http_request_duration_seconds", "route" => route, "status" => status).record(secs);
+    resp
+}
+
+/// Answers requests refused by the load shedder (503) or cut by the timeout (504).
+async fn overload(err: BoxError) -> Response {
+    let (status, reason, msg) = if err.is::<tower::timeout::error::Elapsed>() {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "the request took longer than the server's request timeout",
+        )
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the server is at its limit of concurrent requests; retry shortly",
+        )
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "error", "internal error")
+    };
+    metrics::counter!("larder_rejected_requests_total", "route" => "any", "reason" => reason).increment(1);
+    let detail = serde_json::json!({"module": "feast.errors", "class": "FeastError", "message": msg}).to_string();
+    let mut resp = (status, axum::Json(serde_json::Value::String(detail))).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    resp
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics_text() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+        .into_response()
 }
 
 /// Shared state of the handlers.
@@ -85,6 +158,15 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
         .route("/health", get(health::health))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overload))
+                .load_shed()
+                .concurrency_limit(config.max_concurrent_requests.max(1))
+                .timeout(config.request_timeout),
+        )
+        .route("/metrics", get(metrics_text))
+        .layer(middleware::from_fn(track))
         .with_state(state)
 }
 

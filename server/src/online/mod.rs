@@ -40,6 +40,10 @@ pub trait OnlineStore: Debug + Send + Sync {
     }
     /// Deletes every row of a view (when `apply` removes it, or on teardown).
     async fn delete_view(&self, project: &str, view: &str) -> Result<()>;
+    /// The backend's name, for metrics (`rocksdb`, `redis`, ...).
+    fn kind(&self) -> &'static str {
+        "unknown"
+    }
     /// Cheap liveness probe for `/health`.
     async fn health(&self) -> Result<()>;
 }

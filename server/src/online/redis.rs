@@ -504,6 +504,10 @@ impl OnlineStore for RedisOnlineStore {
         Ok(())
     }
 
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
     async fn health(&self) -> Result<()> {
         let _: String = self.query("ping", &redis::cmd("PING")).await?;
         Ok(())

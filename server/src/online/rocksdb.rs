@@ -159,6 +159,10 @@ impl OnlineStore for RocksDbOnlineStore {
         Ok(())
     }
 
+    fn kind(&self) -> &'static str {
+        "rocksdb"
+    }
+
     async fn health(&self) -> Result<()> {
         Ok(())
     }

@@ -1,0 +1,130 @@
+"""Operating the server: Prometheus metrics, load shedding (503, no queue), request timeouts
+(504), graceful shutdown on SIGTERM with requests in flight."""
+
+import re
+import signal
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from conftest import Larder, Server
+from e2e.repo_factory import make_repo
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+
+SLOW_DEFS = '''
+from larder import RequestSource, on_demand_feature_view
+from larder.types import Float64
+
+pause = RequestSource(name="pause", schema=[Field(name="seconds", dtype=Float64)])
+
+@on_demand_feature_view(sources=[driver_stats, pause], schema=[Field(name="slept", dtype=Float64)], mode="python")
+def slow(inputs):
+    import time
+    time.sleep(inputs["seconds"][0])
+    return {"slept": inputs["seconds"]}
+'''
+
+
+def iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ops")
+    make_repo(root, NOW)
+    (root / "definitions.py").write_text((root / "definitions.py").read_text() + SLOW_DEFS)
+    larder = Larder(root)
+    larder.run("apply")
+    larder.run("materialize", iso(NOW - timedelta(days=2)), iso(NOW))
+    return larder
+
+
+def slow_request(server, seconds, out=None):
+    r = server.online({"features": ["slow:slept"], "entities": {"driver_id": [1], "seconds": [seconds]}})
+    if out is not None:
+        out.append(r)
+    return r
+
+
+def metric(text, name, **labels):
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_count_requests_latency_rows_and_registry_version(repo):
+    server = Server(repo)
+    try:
+        for _ in range(3):
+            assert server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}}).status_code == 200
+        assert server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": ["x"]}}).status_code == 422
+        r = server.post("/materialize", {"start_ts": iso(NOW - timedelta(days=2)), "end_ts": iso(NOW),
+                                         "feature_views": ["driver_stats"]})
+        assert r.status_code == 200, r.text
+        text = requests.get(server.url + "/metrics").text
+        assert metric(text, "larder_http_requests_total", route="/get-online-features", status="200") == 3
+        assert metric(text, "larder_http_requests_total", route="/get-online-features", status="422") == 1
+        assert metric(text, "larder_rejected_requests_total", reason="invalid") == 1
+        assert metric(text, "larder_http_request_duration_seconds_count", route="/get-online-features") == 4
+        assert re.search(r'larder_http_request_duration_seconds_bucket\{.*le="0.001"', text), text
+        assert metric(text, "larder_online_read_duration_seconds_count", backend="rocksdb") == 3
+        assert metric(text, "larder_materialized_rows_total", view="driver_stats") == 20
+        assert metric(text, "larder_registry_version") == 1
+    finally:
+        server.stop()
+
+
+def test_load_is_shed_with_503_not_queued(repo):
+    server = Server(repo, "--max-concurrent-requests", "1")
+    try:
+        slow_request(server, 0.01)  # start the transformation worker
+        results = []
+        t = threading.Thread(target=slow_request, args=(server, 1.5, results))
+        t.start()
+        time.sleep(0.4)
+        t0 = time.time()
+        r = server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}})
+        assert r.status_code == 503 and time.time() - t0 < 0.5, r.text
+        assert "concurrent requests" in r.text and r.headers.get("retry-after") == "1"
+        t.join()
+        assert results[0].status_code == 200, results[0].text
+        r = server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}})
+        assert r.status_code == 200
+        text = requests.get(server.url + "/metrics").text
+        assert metric(text, "larder_rejected_requests_total", reason="overloaded") == 1
+    finally:
+        server.stop()
+
+
+def test_slow_requests_time_out_with_504(repo):
+    server = Server(repo, "--request-timeout-secs", "1")
+    try:
+        t0 = time.time()
+        r = slow_request(server, 2.5)
+        assert r.status_code == 504 and time.time() - t0 < 2.0, r.text
+        assert "timeout" in r.text
+    finally:
+        server.stop()
+
+
+def test_sigterm_finishes_requests_in_flight_and_exits_0(repo):
+    server = Server(repo)
+    slow_request(server, 0.01)
+    results = []
+    t = threading.Thread(target=slow_request, args=(server, 1.0, results))
+    t.start()
+    time.sleep(0.3)
+    server.proc.send_signal(signal.SIGTERM)
+    t.join()
+    assert results[0].status_code == 200, results[0].text
+    assert server.proc.wait(timeout=10) == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(server.url + "/health", timeout=2)
