@@ -1,7 +1,7 @@
 """``FeatureStore``: Feast's client API against a running ``larder serve``.
 
-Bulk data travels as Arrow IPC (``POST /get-historical-features``), never as JSON. On-demand
-feature views are applied on the client after the join, as Feast's remote offline store does.
+Bulk data travels as Arrow IPC (``POST /get-historical-features``) or Arrow Flight, never as
+JSON. On-demand feature views are computed by the server, online and offline alike.
 """
 
 import datetime
@@ -126,14 +126,12 @@ class OnlineResponse:
 class RetrievalJob:
     """The result of ``get_historical_features``: ``to_df()`` and ``to_arrow()``."""
 
-    def __init__(self, store: "FeatureStore", entity, refs, service, full_feature_names, odfvs, helpers):
+    def __init__(self, store: "FeatureStore", entity, refs, service, full_feature_names):
         self._store = store
         self._entity = entity
         self._refs = refs
         self._service = service
         self._full = full_feature_names
-        self._odfvs = odfvs
-        self._helpers = helpers
         self._table = None
 
     def _fetch(self):
@@ -143,18 +141,11 @@ class RetrievalJob:
 
     def to_df(self):
         """The training set as a pandas DataFrame (on-demand features included)."""
-        df = self._fetch().to_pandas()
-        for odfv in self._odfvs:
-            df = _apply_odfv(odfv, df, self._full)
-        return df.drop(columns=[c for c in self._helpers if c in df.columns])
+        return self._fetch().to_pandas()
 
     def to_arrow(self):
         """The training set as a pyarrow Table."""
-        if not self._odfvs and not self._helpers:
-            return self._fetch()
-        import pyarrow as pa
-
-        return pa.Table.from_pandas(self.to_df(), preserve_index=False)
+        return self._fetch()
 
 
 _UDFS: Dict[str, Any] = {}
@@ -179,28 +170,6 @@ def _load_udf(odfv):
         exec(compile(ast.Module(body=[fns[0]], type_ignores=[]), f"<on-demand view {odfv.name}>", "exec"), namespace)
         _UDFS[key] = namespace[odfv.udf_name]
     return _UDFS[key]
-
-
-def _apply_odfv(odfv, df, full):
-    """Runs a pandas- or python-mode on-demand view over the joined rows."""
-    import pandas as pd
-
-    inputs = pd.DataFrame(index=df.index)
-    for p in odfv.sources:
-        for f in p.features:
-            inputs[f] = df[f"{p.alias or p.view}__{f}" if full else f]
-    for c in df.columns:
-        if c not in inputs.columns:
-            inputs[c] = df[c]
-    fn = _load_udf(odfv)
-    if odfv.mode == "python":
-        out = pd.DataFrame(fn({c: inputs[c].tolist() for c in inputs.columns}), index=df.index)
-    else:
-        out = fn(inputs)
-    df = df.copy()
-    for f in odfv.features:
-        df[f"{odfv.name}__{f.name}" if full else f.name] = out[f.name].to_numpy()
-    return df
 
 
 class FeatureStore:
@@ -355,47 +324,11 @@ class FeatureStore:
         the sources)."""
         if entity_df is None or features is None:
             raise ValueError("entity_df and features are required")
-        doc = self._registry()["doc"]
-        odfv_by_name = {o["name"]: o for o in doc["on_demand_feature_views"]}
-        fv_by_name = {v["name"]: v for v in doc["feature_views"]}
-        service = None
+        # On-demand views are computed by the server (SQL in-process, pandas/python UDFs in its
+        # Python worker), with the same code as online serving.
         if isinstance(features, (list, tuple)):
-            wanted = list(features)
-        else:
-            svc = next((s for s in doc["feature_services"] if s["name"] == features.name), None)
-            if svc is None:
-                raise LarderError(404, f"Feature service {features.name} does not exist")
-            if not any(p["view"] in odfv_by_name for p in svc["features"]):
-                return RetrievalJob(self, entity_df, [], features.name, full_feature_names, [], [])
-            wanted = []
-            for p in svc["features"]:
-                names = p["features"] or [f["name"] for f in (fv_by_name.get(p["view"]) or odfv_by_name[p["view"]])["features"]]
-                wanted += [f"{p['view']}:{n}" for n in names]
-        refs, odfvs, helpers = [], [], []
-        for r in wanted:
-            view, _, feature = r.partition(":")
-            if view in odfv_by_name:
-                o = _ns(odfv_by_name[view])
-                if o not in odfvs and all(x.name != o.name for x in odfvs):
-                    odfvs.append(o)
-            elif r not in refs:
-                refs.append(r)
-        for o in odfvs:
-            for p in o.sources:
-                if not p.features:
-                    p.features = [f["name"] for f in fv_by_name[p.view]["features"]]
-                for f in p.features:
-                    ref = f"{p.view}:{f}"
-                    if ref not in refs:
-                        refs.append(ref)
-                        helpers.append(f"{p.view}__{f}" if full_feature_names else f)
-        # Only the requested outputs of each on-demand view stay.
-        for o in odfvs:
-            keep = {r.partition(":")[2] for r in wanted if r.partition(":")[0] == o.name}
-            for f in o.features:
-                if f.name not in keep:
-                    helpers.append(f"{o.name}__{f.name}" if full_feature_names else f.name)
-        return RetrievalJob(self, entity_df, refs, service, full_feature_names, odfvs, helpers)
+            return RetrievalJob(self, entity_df, list(features), None, full_feature_names)
+        return RetrievalJob(self, entity_df, [], features.name, full_feature_names)
 
     def _historical(self, entity_df, refs, service, full):
         import pyarrow as pa

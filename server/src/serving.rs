@@ -183,23 +183,6 @@ pub(crate) struct OdfvRequest<'a> {
     pub features: Vec<String>,
 }
 
-/// Resolves feature references or a service into views and their features, in order; an
-/// on-demand view is refused (for callers that cannot run transformations).
-pub(crate) fn resolve_features<'a>(
-    doc: &'a RegistryDoc,
-    project: &str,
-    sel: &FeatureSelection,
-) -> Result<Vec<ViewRequest<'a>>> {
-    let (views, odfvs) = resolve_with_odfvs(doc, project, sel)?;
-    if let Some(o) = odfvs.first() {
-        return Err(Error::NotImplemented(format!(
-            "on-demand feature view {} cannot be computed here; the Python SDK applies it to training sets",
-            o.odfv.name
-        )));
-    }
-    Ok(views)
-}
-
 /// Resolves feature references or a service into views and on-demand views with their
 /// features, each in request order.
 pub(crate) fn resolve_with_odfvs<'a>(

@@ -53,7 +53,7 @@ pub struct FeatureStore {
     online: OnceLock<Arc<dyn OnlineStore>>,
     cache: RwLock<Option<(Option<u128>, Arc<RegistryState>)>>,
     limits: RequestLimits,
-    transforms: crate::transform::Transforms,
+    transforms: Arc<crate::transform::Transforms>,
 }
 
 struct Prefetched(HashMap<String, std::result::Result<Vec<SourceColumn>, String>>);
@@ -88,7 +88,7 @@ impl FeatureStore {
             online: OnceLock::new(),
             cache: RwLock::new(None),
             limits: RequestLimits::default(),
-            transforms: crate::transform::Transforms::new(config_dir),
+            transforms: Arc::new(crate::transform::Transforms::new(config_dir)),
         })
     }
 
@@ -375,8 +375,8 @@ impl FeatureStore {
         full_feature_names: bool,
     ) -> Result<SendableRecordBatchStream> {
         let state = self.state()?;
-        let requested = serving::resolve_features(&state.doc, self.project(), features)?;
-        serving::check_collisions(&requested, &[], full_feature_names)?;
+        let (requested, odfvs) = serving::resolve_with_odfvs(&state.doc, self.project(), features)?;
+        serving::check_collisions(&requested, &odfvs, full_feature_names)?;
         let mut views = Vec::with_capacity(requested.len());
         for r in &requested {
             let source = state.doc.batch_source(r.view).ok_or_else(|| {
@@ -394,9 +394,74 @@ impl FeatureStore {
                 ttl_seconds: r.view.ttl_seconds,
             });
         }
-        self.offline
+        // On-demand views: join their input features too (as hidden columns when not asked for).
+        let mut plans = Vec::with_capacity(odfvs.len());
+        let mut hidden = Vec::new();
+        for o in &odfvs {
+            let inputs = crate::transform::input_columns(&state.doc, o.odfv)?;
+            let mut sources = Vec::with_capacity(inputs.len());
+            for c in &inputs {
+                let crate::transform::InputOrigin::Feature { view, feature } = &c.origin else {
+                    sources.push(c.name.clone());
+                    continue;
+                };
+                let idx = match views.iter().position(|v| &v.view == view) {
+                    Some(i) => i,
+                    None => {
+                        let fv = state
+                            .doc
+                            .feature_view(view)
+                            .ok_or_else(|| Error::view_not_found(view, self.project()))?;
+                        let source = state.doc.batch_source(fv).ok_or_else(|| {
+                            Error::invalid("features", format!("feature view {view} has no batch source"))
+                        })?;
+                        views.push(HistoricalView {
+                            view: view.clone(),
+                            source,
+                            join_keys: fv.entity_columns.iter().map(|f| f.name.clone()).collect(),
+                            features: Vec::new(),
+                            ttl_seconds: fv.ttl_seconds,
+                        });
+                        views.len() - 1
+                    }
+                };
+                let name = match views[idx].features.iter().find(|(f, _)| f == feature) {
+                    Some((_, out)) => out.clone(),
+                    None => {
+                        let h = format!("__larder_odfv_input__{view}__{feature}");
+                        views[idx].features.push((feature.clone(), h.clone()));
+                        hidden.push(h.clone());
+                        h
+                    }
+                };
+                sources.push(name);
+            }
+            plans.push(crate::transform::OdfvPlan {
+                odfv: o.odfv.clone(),
+                outputs: o
+                    .features
+                    .iter()
+                    .map(|f| {
+                        let out = if full_feature_names {
+                            format!("{}__{f}", o.display)
+                        } else {
+                            f.clone()
+                        };
+                        (f.clone(), out)
+                    })
+                    .collect(),
+                inputs,
+                sources,
+            });
+        }
+        let stream = self
+            .offline
             .get_historical_features(HistoricalRequest { entity, views })
-            .await
+            .await?;
+        if plans.is_empty() {
+            return Ok(stream);
+        }
+        crate::transform::apply_to_stream(Arc::clone(&self.transforms), stream, plans, hidden)
     }
 
     /// Runs an entity dataframe given as SQL over the registered file sources (tables are

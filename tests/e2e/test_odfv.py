@@ -134,3 +134,30 @@ def test_a_failing_udf_is_reported_and_the_worker_lives_on(deployed):
     assert r.status_code == 500 and "val_to_add must not be negative" in r.text, r.text
     c = cols(server.online({"features": ["strict_python:checked"], "entities": {"driver_id": [1], "val_to_add": [5]}}))
     assert c["checked"]["values"] == [5]
+
+
+def test_training_sets_compute_the_same_values_as_online_serving(deployed):
+    from larder import FeatureStore
+
+    server = deployed["server"]
+    feats = ["conv_sql:conv_plus_val_sql", "conv_sql:acc_ratio", "conv_pandas:conv_plus_val", "trips_python:trips_times_val"]
+    online = cols(server.online({"features": feats, "entities": {"driver_id": IDS[:3], "val_to_add": VALS[:3]}}))
+    entity_df = pd.DataFrame({"driver_id": IDS[:3], "event_timestamp": [pd.Timestamp(END)] * 3, "val_to_add": VALS[:3]})
+    df = FeatureStore(url=server.url).get_historical_features(entity_df=entity_df, features=feats).to_df()
+    assert list(df.columns) == ["driver_id", "event_timestamp", "val_to_add", "conv_plus_val_sql", "acc_ratio",
+                                "conv_plus_val", "trips_times_val"]
+    for f in ["conv_plus_val_sql", "acc_ratio", "conv_plus_val", "trips_times_val"]:
+        close([None if pd.isna(x) else x for x in df[f].tolist()], online[f]["values"])
+    # Full feature names, through Arrow Flight too.
+    store = FeatureStore(url=server.url, flight_url=server.flight_url)
+    df = store.get_historical_features(entity_df=entity_df, features=feats[:1], full_feature_names=True).to_df()
+    assert list(df.columns)[-1] == "conv_sql__conv_plus_val_sql"
+
+
+def test_training_set_without_the_request_column_is_refused(deployed):
+    from larder import FeatureStore, LarderError
+
+    entity_df = pd.DataFrame({"driver_id": [1], "event_timestamp": [pd.Timestamp(END)]})
+    with pytest.raises(LarderError) as e:
+        FeatureStore(url=deployed["server"].url).get_historical_features(entity_df=entity_df, features=["conv_sql:acc_ratio"]).to_df()
+    assert e.value.status == 422 and "val_to_add" in e.value.message

@@ -186,3 +186,94 @@ impl Transforms {
         }
     }
 }
+
+/// One on-demand view to compute over a training set.
+#[derive(Debug, Clone)]
+pub struct OdfvPlan {
+    /// The view.
+    pub odfv: OnDemandFeatureView,
+    /// `(output feature, column name in the training set)` for the requested outputs.
+    pub outputs: Vec<(String, String)>,
+    /// Its input columns.
+    pub inputs: Vec<InputColumn>,
+    /// For each input, the column of the joined batch that holds it.
+    pub sources: Vec<String>,
+}
+
+/// Adds on-demand outputs to a training-set stream, batch by batch, and drops the `hidden`
+/// helper columns (inputs that were joined only for the transformations). Request data come
+/// from the entity dataframe's columns; a missing one is refused up front, named.
+pub fn apply_to_stream(
+    transforms: Arc<Transforms>,
+    input: datafusion::execution::SendableRecordBatchStream,
+    plans: Vec<OdfvPlan>,
+    hidden: Vec<String>,
+) -> Result<datafusion::execution::SendableRecordBatchStream> {
+    use futures::StreamExt;
+
+    let in_schema = input.schema();
+    for p in &plans {
+        for (c, src) in p.inputs.iter().zip(&p.sources) {
+            if in_schema.field_with_name(src).is_err() {
+                return Err(Error::invalid(
+                    format!("entity_df.{}", c.name),
+                    format!(
+                        "request data `{}` is required by on-demand feature view {} but is not a column of the entity dataframe",
+                        c.name, p.odfv.name
+                    ),
+                ));
+            }
+        }
+    }
+    let keep: Vec<usize> = (0..in_schema.fields().len())
+        .filter(|i| !hidden.contains(in_schema.field(*i).name()))
+        .collect();
+    let mut fields: Vec<ArrowField> = keep.iter().map(|i| in_schema.field(*i).clone()).collect();
+    for p in &plans {
+        for (f, out) in &p.outputs {
+            let dtype = p
+                .odfv
+                .features
+                .iter()
+                .find(|x| &x.name == f)
+                .map(|x| x.dtype)
+                .ok_or_else(|| Error::Internal(format!("no output {f}")))?;
+            fields.push(ArrowField::new(out, arrow_type(dtype), true));
+        }
+    }
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let out_schema = Arc::clone(&schema);
+    let plans = Arc::new(plans);
+    let external = |e: Error| datafusion::error::DataFusionError::External(Box::new(e));
+    let stream = input.then(move |batch| {
+        let transforms = Arc::clone(&transforms);
+        let plans = Arc::clone(&plans);
+        let schema = Arc::clone(&out_schema);
+        let keep = keep.clone();
+        async move {
+            let batch = batch?;
+            let mut columns: Vec<ArrayRef> = keep.iter().map(|i| Arc::clone(batch.column(*i))).collect();
+            for p in plans.iter() {
+                let mut arrays = Vec::with_capacity(p.inputs.len());
+                for (c, src) in p.inputs.iter().zip(&p.sources) {
+                    let a = batch
+                        .column_by_name(src)
+                        .ok_or_else(|| external(Error::Internal(format!("no column {src}"))))?;
+                    arrays.push(cast(a, &arrow_type(c.dtype))?);
+                }
+                let inputs = RecordBatch::try_new(input_schema(&p.inputs), arrays)?;
+                let out = transforms.run(&p.odfv, inputs).await.map_err(external)?;
+                for (f, _) in &p.outputs {
+                    let col = out
+                        .column_by_name(f)
+                        .ok_or_else(|| external(Error::Internal(format!("no output {f}"))))?;
+                    columns.push(Arc::clone(col));
+                }
+            }
+            Ok(RecordBatch::try_new(schema, columns)?)
+        }
+    });
+    Ok(Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream),
+    ))
+}
