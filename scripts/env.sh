@@ -30,16 +30,17 @@ apt_install() {
   fi
 }
 
-# ensure_build_deps: what compiling Larder needs (bindgen needs libclang).
+# ensure_build_deps: what compiling Larder needs (bindgen needs libclang; the Redis TLS client
+# links OpenSSL).
 ensure_build_deps() {
-  apt_install libclang-dev
+  apt_install libclang-dev libssl-dev pkg-config
 }
 
 # ensure_test_services: the servers the tests start themselves on free loopback ports (Redis,
 # Redis Cluster via redis-cli, PostgreSQL via initdb + pg_ctl). Services already running on
 # the machine are not used.
 ensure_test_services() {
-  apt_install redis-server redis-tools postgresql
+  apt_install redis-server redis-tools postgresql openssl
 }
 
 # ensure_venv: a virtualenv with the Python SDK (editable) and the test tools.

@@ -390,3 +390,28 @@ async fn a_hung_redis_gives_unavailable_within_the_timeout() {
     }
     assert!(ok, "reads work again once redis resumes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_conforms() {
+    let (server, ca) = RedisProcess::start_tls();
+    let conn = format!("127.0.0.1:{},ssl=true,ssl_ca_certs={}", server.port, ca.display());
+    let store = RedisOnlineStore::open(&redis_config(conn, RedisType::Redis, None)).unwrap();
+    store.health().await.expect("TLS connection with the test CA");
+    round_trip_of_every_value_type(&store).await;
+    newest_wins_on_out_of_order_writes(&store).await;
+    delete_removes_only_that_view(&store).await;
+    // The system trust store does not know the test CA: refused, clearly.
+    let mut config = redis_config(format!("127.0.0.1:{},ssl=true", server.port), RedisType::Redis, None);
+    config.operation_timeout_ms = 1000;
+    let untrusted = RedisOnlineStore::open(&config).unwrap();
+    let err = untrusted.health().await.unwrap_err();
+    assert!(matches!(err, larder_server::Error::Unavailable(_)), "{err}");
+    // A plain-TCP client gets no answer from a TLS port: an error, not a hang.
+    let plain = RedisOnlineStore::open(&redis_config(
+        format!("127.0.0.1:{}", server.port),
+        RedisType::Redis,
+        None,
+    ))
+    .unwrap();
+    assert!(plain.health().await.is_err());
+}

@@ -16,6 +16,9 @@
 //!   unreachable gives [`Error::Unavailable`] (HTTP 503). The connection is re-established by
 //!   the client on the next request, so serving recovers by itself.
 //!
+//! TLS (`ssl=true`, with `ssl_ca_certs` and `ssl_cert_reqs` as redis-py takes them) goes
+//! through OpenSSL (native-tls).
+//!
 //! This is not Feast's Redis layout (one hash per entity key with murmur-hashed fields and a
 //! read-then-write dedup): Larder's keeps the newest-wins check atomic and deletes a view by
 //! its own key prefix.
@@ -89,6 +92,10 @@ pub struct ConnectionTarget {
     pub db: i64,
     /// `ssl=true`.
     pub ssl: bool,
+    /// `ssl_ca_certs=PATH`: a PEM file of CA certificates to trust (else the system's).
+    pub ssl_ca_certs: Option<String>,
+    /// `ssl_cert_reqs=none` turns certificate verification off (redis-py's option).
+    pub ssl_verify: bool,
 }
 
 /// Parses Feast's `host:port[,host:port...][,key=value...]` connection string.
@@ -99,6 +106,8 @@ pub fn parse_connection_string(text: &str) -> std::result::Result<ConnectionTarg
         username: None,
         db: 0,
         ssl: false,
+        ssl_ca_certs: None,
+        ssl_verify: true,
     };
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some((k, v)) = part.split_once('=') {
@@ -113,9 +122,17 @@ pub fn parse_connection_string(text: &str) -> std::result::Result<ConnectionTarg
                         _ => return Err(format!("ssl: `{v}` is not true or false")),
                     }
                 }
+                "ssl_ca_certs" => target.ssl_ca_certs = Some(v.trim().to_string()),
+                "ssl_cert_reqs" => {
+                    target.ssl_verify = match v.trim().to_ascii_lowercase().as_str() {
+                        "none" => false,
+                        "required" | "optional" => true,
+                        _ => return Err(format!("ssl_cert_reqs: `{v}` is not none, optional or required")),
+                    }
+                }
                 other => {
                     return Err(format!(
-                        "option `{other}` is not supported (supported: password, username, db, ssl)"
+                        "option `{other}` is not supported (supported: password, username, db, ssl, ssl_ca_certs, ssl_cert_reqs)"
                     ))
                 }
             }
@@ -138,10 +155,12 @@ pub fn parse_connection_string(text: &str) -> std::result::Result<ConnectionTarg
 pub fn check_config(config: &RedisConfig) -> std::result::Result<ConnectionTarget, String> {
     let target = parse_connection_string(&config.connection_string)
         .map_err(|e| config_error(format!("connection_string: {e}")))?;
-    if target.ssl {
-        return Err(config_error(
-            "connection_string: ssl=true is not supported by this build (no TLS client for Redis yet)",
-        ));
+    if let Some(path) = target.ssl_ca_certs.as_deref().filter(|_| target.ssl) {
+        if !std::path::Path::new(path).is_file() {
+            return Err(config_error(format!(
+                "connection_string: ssl_ca_certs: {path} is not a file"
+            )));
+        }
     }
     if let Some(client) = config.client.as_deref().filter(|c| *c != "redis") {
         return Err(config_error(format!(
@@ -158,7 +177,39 @@ pub fn check_config(config: &RedisConfig) -> std::result::Result<ConnectionTarge
         RedisType::RedisCluster if target.db != 0 => {
             Err(config_error("connection_string: db must be 0 for a Redis Cluster"))
         }
+        RedisType::RedisCluster if target.ssl && target.ssl_ca_certs.is_some() => Err(config_error(
+            "connection_string: ssl_ca_certs is not supported for a Redis Cluster yet (its CA must be in the system trust store)",
+        )),
         _ => Ok(target),
+    }
+}
+
+/// A node's address: plain TCP, or TLS when `ssl=true`.
+fn node_addr(target: &ConnectionTarget, host: String, port: u16) -> ConnectionAddr {
+    if target.ssl {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: !target.ssl_verify,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host, port)
+    }
+}
+
+/// The CA certificates to trust, when `ssl_ca_certs` names a file.
+fn tls_certificates(target: &ConnectionTarget) -> std::result::Result<Option<redis::TlsCertificates>, String> {
+    match target.ssl_ca_certs.as_deref().filter(|_| target.ssl) {
+        None => Ok(None),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| config_error(format!("connection_string: ssl_ca_certs: {path}: {e}")))?;
+            Ok(Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            }))
+        }
     }
 }
 
@@ -216,11 +267,14 @@ impl RedisOnlineStore {
                 if let Some(u) = &target.username {
                     settings = settings.set_username(u);
                 }
-                let info = ConnectionAddr::Tcp(host, port)
+                let info = node_addr(&target, host, port)
                     .into_connection_info()
                     .map_err(redis_err)?
                     .set_redis_settings(settings);
-                let client = redis::Client::open(info).map_err(redis_err)?;
+                let client = match tls_certificates(&target)? {
+                    Some(certs) => redis::Client::build_with_tls(info, certs).map_err(redis_err)?,
+                    None => redis::Client::open(info).map_err(redis_err)?,
+                };
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(connect_timeout))
                     .set_response_timeout(Some(op_timeout))
@@ -232,12 +286,19 @@ impl RedisOnlineStore {
                 let nodes: Vec<_> = target
                     .nodes
                     .iter()
-                    .map(|(h, p)| ConnectionAddr::Tcp(h.clone(), *p))
+                    .map(|(h, p)| node_addr(&target, h.clone(), *p))
                     .collect();
                 let mut builder = ClusterClient::builder(nodes)
                     .connection_timeout(connect_timeout)
                     .response_timeout(op_timeout)
                     .retries(1);
+                if target.ssl {
+                    builder = builder.tls(if target.ssl_verify {
+                        redis::TlsMode::Secure
+                    } else {
+                        redis::TlsMode::Insecure
+                    });
+                }
                 if let Some(p) = &target.password {
                     builder = builder.password(p.clone());
                 }
@@ -532,9 +593,17 @@ mod tests {
         assert_eq!(parse_connection_string("redis-host").unwrap().nodes[0].1, 6379);
         assert!(parse_connection_string("h:x").unwrap_err().contains("port"));
         assert!(parse_connection_string("h:1,db=two").unwrap_err().contains("db"));
-        assert!(parse_connection_string("h:1,ssl_cert_reqs=none")
+        assert!(
+            !parse_connection_string("h:1,ssl=true,ssl_cert_reqs=none")
+                .unwrap()
+                .ssl_verify
+        );
+        assert!(parse_connection_string("h:1,ssl_cert_reqs=maybe")
             .unwrap_err()
             .contains("ssl_cert_reqs"));
+        assert!(parse_connection_string("h:1,ssl_keyfile=k")
+            .unwrap_err()
+            .contains("ssl_keyfile"));
         assert!(parse_connection_string("password=x").unwrap_err().contains("host:port"));
     }
 

@@ -80,6 +80,124 @@ impl RedisProcess {
         p
     }
 
+    /// Starts a server that speaks only TLS, with a certificate for 127.0.0.1 signed by a
+    /// test CA made here with the `openssl` command; returns it and the CA's PEM file.
+    pub fn start_tls() -> (RedisProcess, std::path::PathBuf) {
+        require("redis-server");
+        require("openssl");
+        let port = free_port_pair();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(d)
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=larder-test-ca",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args([
+                "--tls-cert-file",
+                "server.crt",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "ca.crt",
+            ])
+            .args(["--tls-auth-clients", "no"])
+            .current_dir(d)
+            .arg("--dir")
+            .arg(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server with TLS");
+        let ca = d.join("ca.crt");
+        let ca_s = ca.to_string_lossy().into_owned();
+        wait_for(
+            || {
+                let out = Command::new("redis-cli")
+                    .args([
+                        "--tls",
+                        "--cacert",
+                        &ca_s,
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                        "PING",
+                    ])
+                    .output();
+                out.map(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+                    .unwrap_or(false)
+            },
+            "redis-server (TLS) to answer PING",
+        );
+        (RedisProcess { port, child, _dir: dir }, ca)
+    }
+
     /// Sends a signal (`STOP`, `CONT`, ...) to the process.
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
