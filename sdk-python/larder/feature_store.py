@@ -181,14 +181,17 @@ class FeatureStore:
     """
 
     def __init__(self, repo_path: Optional[Union[str, Path]] = None, url: Optional[str] = None, timeout: float = 600,
-                 flight_url: Optional[str] = None):
+                 flight_url: Optional[str] = None, token: Optional[str] = None):
         import requests
 
         self.repo_path = Path(repo_path) if repo_path else None
         self.url = (url or os.environ.get("LARDER_URL") or DEFAULT_URL).rstrip("/")
         self.flight_url = flight_url or os.environ.get("LARDER_FLIGHT_URL") or None
         self.timeout = timeout
+        self._token = token or os.environ.get("LARDER_TOKEN") or None
         self._session = requests.Session()
+        if self._token:
+            self._session.headers["Authorization"] = f"Bearer {self._token}"
 
     # -- registry ------------------------------------------------------------------------
     def _registry(self) -> dict:
@@ -363,7 +366,8 @@ class FeatureStore:
         client = fl.FlightClient(self.flight_url)
         descriptor = fl.FlightDescriptor.for_command(json.dumps(params).encode())
         try:
-            writer, reader = client.do_exchange(descriptor)
+            headers = [(b"authorization", f"Bearer {self._token}".encode())] if self._token else []
+            writer, reader = client.do_exchange(descriptor, options=fl.FlightCallOptions(headers=headers))
             with writer:
                 writer.begin(table.schema)
                 writer.write_table(table)

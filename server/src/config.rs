@@ -196,6 +196,8 @@ struct RawConfig {
     #[serde(default)]
     #[allow(dead_code)]
     coerce_tz_aware: Option<bool>,
+    #[serde(default)]
+    auth: Option<crate::auth::AuthConfig>,
 }
 
 fn default_provider() -> String {
@@ -221,6 +223,8 @@ pub struct RepoConfig {
     pub offline_store: OfflineStoreConfig,
     /// Entity-key serialization version (3).
     pub entity_key_serialization_version: u32,
+    /// Authentication (`None`: off).
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` with environment values.
@@ -346,6 +350,7 @@ impl RepoConfig {
             online_store: raw.online_store.unwrap_or_default(),
             offline_store: raw.offline_store.unwrap_or_default(),
             entity_key_serialization_version: raw.entity_key_serialization_version,
+            auth: raw.auth,
         })
     }
 

@@ -102,6 +102,20 @@ impl FlightService for LarderFlight {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        if let Some(auth) = self.store.authenticator() {
+            let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+            match auth.check(header, self.store.project(), &[crate::auth::Role::ReadOffline]) {
+                Ok(_) => {}
+                Err(crate::auth::Denied::Unauthenticated) => {
+                    return Err(Status::unauthenticated("a valid bearer token is required"))
+                }
+                Err(crate::auth::Denied::Forbidden(name)) => {
+                    return Err(Status::permission_denied(format!(
+                        "the token `{name}` may not read training sets"
+                    )))
+                }
+            }
+        }
         let mut input = request.into_inner();
         let first = input
             .message()

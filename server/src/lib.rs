@@ -6,6 +6,7 @@
 //! DataFusion).
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod exporter;

@@ -54,6 +54,7 @@ pub struct FeatureStore {
     cache: RwLock<Option<(Option<u128>, Arc<RegistryState>)>>,
     limits: RequestLimits,
     transforms: Arc<crate::transform::Transforms>,
+    auth: Option<Arc<crate::auth::Authenticator>>,
 }
 
 struct Prefetched(HashMap<String, std::result::Result<Vec<SourceColumn>, String>>);
@@ -81,6 +82,15 @@ impl FeatureStore {
         };
         let offline: Arc<dyn OfflineStore> = Arc::new(ParquetOfflineStore::new(&config.repo_dir));
         let config_dir = config.repo_dir.clone();
+        let auth = match &config.auth {
+            None => None,
+            Some(a) => crate::auth::Authenticator::from_config(a, &config.repo_dir)
+                .map_err(|message| Error::Config {
+                    file: config.repo_dir.join(crate::config::CONFIG_FILE),
+                    message,
+                })?
+                .map(Arc::new),
+        };
         Ok(FeatureStore {
             config,
             registry,
@@ -89,6 +99,7 @@ impl FeatureStore {
             cache: RwLock::new(None),
             limits: RequestLimits::default(),
             transforms: Arc::new(crate::transform::Transforms::new(config_dir)),
+            auth,
         })
     }
 
@@ -96,6 +107,11 @@ impl FeatureStore {
     pub fn with_limits(mut self, limits: RequestLimits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// The token checker, when `auth:` is configured.
+    pub fn authenticator(&self) -> Option<&crate::auth::Authenticator> {
+        self.auth.as_deref()
     }
 
     /// The repo configuration.

@@ -107,6 +107,48 @@ async fn overload(err: BoxError) -> Response {
     resp
 }
 
+/// Refuses requests without a token that grants the route's role (401 / 403), before the body
+/// is read (see [`crate::auth`]).
+async fn require_auth(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (Some(auth), Some(roles)) = (state.store.authenticator(), crate::auth::roles_for(req.uri().path())) else {
+        return next.run(req).await;
+    };
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match auth.check(header, state.store.project(), roles) {
+        Ok(_) => next.run(req).await,
+        Err(denied) => {
+            let (status, msg) = match denied {
+                crate::auth::Denied::Unauthenticated => (
+                    StatusCode::UNAUTHORIZED,
+                    "a valid bearer token is required (Authorization: Bearer <token>)".to_string(),
+                ),
+                crate::auth::Denied::Forbidden(name) => (
+                    StatusCode::FORBIDDEN,
+                    format!("the token `{name}` may not use {}", req.uri().path()),
+                ),
+            };
+            metrics::counter!("larder_rejected_requests_total", "route" => "any", "reason" => "auth").increment(1);
+            let detail = serde_json::json!({"module": "feast.errors", "class": "FeastPermissionError", "message": msg})
+                .to_string();
+            let mut resp = (status, axum::Json(serde_json::Value::String(detail))).into_response();
+            if status == StatusCode::UNAUTHORIZED {
+                resp.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            resp
+        }
+    }
+}
+
 /// `GET /metrics`: Prometheus text format.
 async fn metrics_text() -> Response {
     (
@@ -166,6 +208,7 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
                 .timeout(config.request_timeout),
         )
         .route("/metrics", get(metrics_text))
+        .layer(middleware::from_fn_with_state(state.clone(), require_auth))
         .layer(middleware::from_fn(track))
         .with_state(state)
 }
