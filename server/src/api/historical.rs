@@ -23,6 +23,43 @@ pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 /// Schema-metadata key holding the request parameters.
 pub const REQUEST_KEY: &str = "larder.request";
 
+/// Walks the IPC stream's message frames and checks that every declared length fits in the
+/// body, before the Arrow reader allocates buffers of those lengths (a few bytes claiming a
+/// 2 GiB message must not make the server allocate 2 GiB).
+fn check_framing(b: &[u8]) -> Result<(), String> {
+    let read_i32 = |o: usize| -> Result<i32, String> {
+        b.get(o..o + 4)
+            .map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+            .ok_or_else(|| "truncated message header".to_string())
+    };
+    let mut o = 0usize;
+    while o < b.len() {
+        let mut len = read_i32(o)?;
+        o += 4;
+        if len == -1 {
+            len = read_i32(o)?;
+            o += 4;
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let len = usize::try_from(len).map_err(|_| "negative message length".to_string())?;
+        let meta = b
+            .get(o..o + len)
+            .ok_or_else(|| format!("a message claims {len} bytes beyond the end of the body"))?;
+        let message = datafusion::arrow::ipc::root_as_message(meta).map_err(|e| format!("bad message: {e}"))?;
+        o += len;
+        let body_len = usize::try_from(message.bodyLength()).map_err(|_| "negative body length".to_string())?;
+        if o.checked_add(body_len).is_none_or(|end| end > b.len()) {
+            return Err(format!(
+                "a message body claims {body_len} bytes beyond the end of the body"
+            ));
+        }
+        o += body_len;
+    }
+    Ok(())
+}
+
 fn body_error(msg: String) -> ApiError {
     ApiError::Body {
         kind: "arrow_invalid",
@@ -50,6 +87,7 @@ pub async fn get_historical_features(
         Err(BytesRejection::FailedToBufferBody(_)) => return Err(ApiError::TooLarge(state.max_arrow_body_bytes)),
         Err(e) => return Err(body_error(e.body_text())),
     };
+    check_framing(&body).map_err(|e| body_error(format!("not an Arrow IPC stream: {e}")))?;
     let reader = StreamReader::try_new(Cursor::new(body), None)
         .map_err(|e| body_error(format!("not an Arrow IPC stream: {e}")))?;
     let schema = reader.schema();
@@ -110,4 +148,29 @@ pub async fn get_historical_features(
         futures::stream::once(async move { Ok::<Bytes, std::io::Error>(head) }).chain(rest),
     );
     Ok(([(axum::http::header::CONTENT_TYPE, ARROW_STREAM)], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn framing_accepts_real_streams_and_refuses_lying_lengths() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
+        let mut buf = Vec::new();
+        {
+            let mut w = StreamWriter::try_new(&mut buf, &schema).unwrap();
+            w.write(&batch).unwrap();
+            w.finish().unwrap();
+        }
+        assert!(check_framing(&buf).is_ok());
+        assert!(check_framing(&buf[..buf.len() - 9]).is_err(), "truncated");
+        // Ten bytes claiming a 320 MB message.
+        assert!(check_framing(&[0x13; 10]).unwrap_err().contains("beyond"));
+        assert!(check_framing(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
+    }
 }
