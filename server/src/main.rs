@@ -25,6 +25,9 @@ struct Cli {
     /// Log filter (error, warn, info, debug, or a tracing filter).
     #[arg(long, global = true, default_value = "info", env = "LARDER_LOG")]
     log_level: String,
+    /// Log format: `text`, or `json` (one object per line, for log shippers).
+    #[arg(long, global = true, default_value = "text", env = "LARDER_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +84,9 @@ enum Command {
         /// Most entity rows per online request.
         #[arg(long, default_value_t = 10_000)]
         max_entities: usize,
+        /// Most features per online request.
+        #[arg(long, default_value_t = 1_000)]
+        max_features: usize,
         /// Requests handled at once; more get 503 at once (load shedding, no queue).
         #[arg(long, default_value_t = 1024)]
         max_concurrent_requests: usize,
@@ -115,10 +121,15 @@ enum RegistryCommand {
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -256,6 +267,7 @@ async fn run(cli: Cli) -> Result<()> {
             max_arrow_body_bytes,
             flight_port,
             max_entities,
+            max_features,
             max_concurrent_requests,
             request_timeout_secs,
             registry_refresh_secs,
@@ -263,7 +275,7 @@ async fn run(cli: Cli) -> Result<()> {
             larder_server::metrics::install();
             let limits = RequestLimits {
                 max_entities,
-                ..RequestLimits::default()
+                max_features,
             };
             let store = Arc::new(store.with_limits(limits));
             if let Err(e) = store.refresh() {

@@ -128,3 +128,36 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(repo):
     assert server.proc.wait(timeout=10) == 0
     with pytest.raises(requests.ConnectionError):
         requests.get(server.url + "/health", timeout=2)
+
+
+def test_request_ids_and_json_logs(repo):
+    import json as _json
+    server = Server(repo, "--log-format", "json", "--log-level", "info,larder_server=debug")
+    try:
+        r = server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}})
+        generated = r.headers.get("x-request-id")
+        assert generated, r.headers
+        r2 = requests.post(server.url + "/get-online-features", json={"features": ["nope:x"], "entities": {"driver_id": [1]}},
+                           headers={"x-request-id": "client-chosen-42"})
+        assert r2.status_code == 404 and r2.headers.get("x-request-id") == "client-chosen-42"
+        r3 = server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}})
+        assert r3.headers["x-request-id"] != generated, "ids are unique"
+    finally:
+        server.stop()
+    lines = [l for l in server.proc.stdout.read().splitlines() if l.startswith("{")]
+    records = [_json.loads(l) for l in lines]
+    ids = {rec.get("span", {}).get("request_id") for rec in records}
+    assert generated in ids and "client-chosen-42" in ids, lines[-5:]
+    done = [rec for rec in records if rec.get("fields", {}).get("message") == "Request done."]
+    assert any(rec["span"]["route"] == "/get-online-features" and rec["fields"]["status"] == "404" for rec in done)
+
+
+def test_feature_count_limit(repo):
+    server = Server(repo, "--max-features", "2")
+    try:
+        r = server.online({"features": ["driver_stats:trips", "driver_stats:conv_rate", "driver_stats:acc_rate"],
+                           "entities": {"driver_id": [1]}})
+        assert r.status_code == 422 and "limit is 2" in r.text, r.text
+        assert server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}}).status_code == 200
+    finally:
+        server.stop()

@@ -56,18 +56,47 @@ impl Default for ApiConfig {
     }
 }
 
-/// Counts and times every request by route and status (see [`crate::metrics`]).
-async fn track(req: Request, next: Next) -> Response {
+/// Header carrying the request id (taken from the client when it sends one).
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Gives every request an id (the client's `x-request-id`, else a new one), runs it in a
+/// tracing span carrying that id, echoes the id in the response, and counts and times the
+/// request by route and status (see [`crate::metrics`]).
+async fn track(mut req: Request, next: Next) -> Response {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tracing::Instrument;
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:x}-{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed)));
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let start = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status().as_u16().to_string();
     let secs = start.elapsed().as_secs_f64();
+    span.in_scope(|| {
+        if resp.status().is_server_error() {
+            tracing::warn!(status = %status, seconds = secs, "Request failed.");
+        } else {
+            tracing::debug!(status = %status, seconds = secs, "Request done.");
+        }
+    });
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
     if resp.status() == StatusCode::UNPROCESSABLE_ENTITY {
         metrics::counter!("larder_rejected_requests_total", "route" => route.clone(), "reason" => "invalid")
             .increment(1);
