@@ -181,7 +181,8 @@ class FeatureStore:
     """
 
     def __init__(self, repo_path: Optional[Union[str, Path]] = None, url: Optional[str] = None, timeout: float = 600,
-                 flight_url: Optional[str] = None, token: Optional[str] = None):
+                 flight_url: Optional[str] = None, token: Optional[str] = None,
+                 tls_root_certs: Optional[Union[str, Path]] = None):
         import requests
 
         self.repo_path = Path(repo_path) if repo_path else None
@@ -190,6 +191,12 @@ class FeatureStore:
         self.timeout = timeout
         self._token = token or os.environ.get("LARDER_TOKEN") or None
         self._session = requests.Session()
+        # A private CA for an https:// server (else the system's trust store).
+        self._ca = tls_root_certs or os.environ.get("LARDER_CA_BUNDLE") or None
+        if self._ca:
+            self._session.verify = str(self._ca)
+            # Otherwise REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the environment would win over it.
+            self._session.trust_env = False
         if self._token:
             self._session.headers["Authorization"] = f"Bearer {self._token}"
 
@@ -363,7 +370,8 @@ class FeatureStore:
         import pyarrow as pa
         import pyarrow.flight as fl
 
-        client = fl.FlightClient(self.flight_url)
+        kwargs = {"tls_root_certs": Path(self._ca).read_bytes()} if self._ca else {}
+        client = fl.FlightClient(self.flight_url, **kwargs)
         descriptor = fl.FlightDescriptor.for_command(json.dumps(params).encode())
         try:
             headers = [(b"authorization", f"Bearer {self._token}".encode())] if self._token else []

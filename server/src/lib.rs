@@ -20,6 +20,7 @@ pub mod online;
 pub mod serving;
 mod store;
 pub mod time;
+pub mod tls;
 pub mod transform;
 pub mod value;
 

@@ -84,6 +84,12 @@ enum Command {
         /// Most entity rows per online request.
         #[arg(long, default_value_t = 10_000)]
         max_entities: usize,
+        /// TLS certificate chain (PEM) for the HTTP and Flight listeners (with --key).
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
         /// Most features per online request.
         #[arg(long, default_value_t = 1_000)]
         max_features: usize,
@@ -268,6 +274,8 @@ async fn run(cli: Cli) -> Result<()> {
             flight_port,
             max_entities,
             max_features,
+            cert,
+            key,
             max_concurrent_requests,
             request_timeout_secs,
             registry_refresh_secs,
@@ -300,8 +308,16 @@ async fn run(cli: Cli) -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
             let local = listener.local_addr()?;
+            let tls = match (&cert, &key) {
+                (Some(c), Some(k)) => Some((
+                    larder_server::tls::server_config(c, k, &[b"http/1.1"]).map_err(anyhow::Error::msg)?,
+                    larder_server::tls::server_config(c, k, &[b"h2"]).map_err(anyhow::Error::msg)?,
+                )),
+                _ => None,
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
             println!(
-                "Larder serving project {} on http://{local} (docs at http://{local}/docs)",
+                "Larder serving project {} on {scheme}://{local} (docs at {scheme}://{local}/docs)",
                 store.project()
             );
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -319,26 +335,53 @@ async fn run(cli: Cli) -> Result<()> {
                 let flistener = tokio::net::TcpListener::bind(faddr).await.with_context(|| {
                     format!("cannot listen on {faddr} (Arrow Flight; --flight-port 0 turns it off)")
                 })?;
-                println!("Arrow Flight on grpc://{}", flistener.local_addr()?);
-                let incoming = tonic::transport::server::TcpIncoming::from(flistener);
                 let svc = larder_server::flight::service(Arc::clone(&store));
                 let rx = stop_rx.clone();
-                Some(tokio::spawn(async move {
-                    tonic::transport::Server::builder()
-                        .add_service(svc)
-                        .serve_with_incoming_shutdown(incoming, stopped(rx))
-                        .await
-                }))
+                match &tls {
+                    Some((_, flight_tls)) => {
+                        println!("Arrow Flight on grpc+tls://{}", flistener.local_addr()?);
+                        let conns = larder_server::tls::accept_loop(flistener, Arc::clone(flight_tls));
+                        let incoming = futures::stream::unfold(conns, |mut c| async move {
+                            c.recv().await.map(|(io, _)| (Ok::<_, std::io::Error>(io), c))
+                        });
+                        Some(tokio::spawn(async move {
+                            tonic::transport::Server::builder()
+                                .add_service(svc)
+                                .serve_with_incoming_shutdown(incoming, stopped(rx))
+                                .await
+                        }))
+                    }
+                    None => {
+                        println!("Arrow Flight on grpc://{}", flistener.local_addr()?);
+                        let incoming = tonic::transport::server::TcpIncoming::from(flistener);
+                        Some(tokio::spawn(async move {
+                            tonic::transport::Server::builder()
+                                .add_service(svc)
+                                .serve_with_incoming_shutdown(incoming, stopped(rx))
+                                .await
+                        }))
+                    }
+                }
             } else {
                 None
             };
-            // Small responses: send them at once (no Nagle delay), as uvicorn does for Feast.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped(stop_rx))
-                .await?;
+            match tls {
+                Some((http_tls, _)) => {
+                    let listener = larder_server::tls::TlsListener::new(listener, http_tls)?;
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped(stop_rx))
+                        .await?;
+                }
+                None => {
+                    // Small responses: send them at once (no Nagle delay), as uvicorn does for Feast.
+                    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped(stop_rx))
+                        .await?;
+                }
+            }
             if let Some(f) = flight {
                 f.await.context("Flight task")?.context("Arrow Flight server")?;
             }
