@@ -37,10 +37,10 @@ ensure_build_deps() {
 }
 
 # ensure_test_services: the servers the tests start themselves on free loopback ports (Redis,
-# Redis Cluster via redis-cli, PostgreSQL via initdb + pg_ctl). Services already running on
+# Redis Cluster via redis-cli, PostgreSQL via initdb + pg_ctl), and Chromium for the UI tests. Services already running on
 # the machine are not used.
 ensure_test_services() {
-  apt_install redis-server redis-tools postgresql openssl
+  apt_install redis-server redis-tools postgresql openssl chromium
 }
 
 # ensure_venv: a virtualenv with the Python SDK (editable) and the test tools.
@@ -49,7 +49,7 @@ ensure_venv() {
     log "Creating the Python virtualenv $VENV"
     python3 -m venv "$VENV" || { apt_install python3-venv; python3 -m venv "$VENV"; }
   fi
-  if ! "$VENV/bin/python" -c 'import larder, pandas, pyarrow, pytest, requests' >/dev/null 2>&1; then
+  if ! "$VENV/bin/python" -c 'import larder, pandas, pyarrow, pytest, requests, playwright' >/dev/null 2>&1; then
     log "Installing the Python SDK and test dependencies"
     "$VENV/bin/pip" install -q --disable-pip-version-check -e "$LARDER_ROOT/sdk-python[test]"
   fi

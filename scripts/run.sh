@@ -17,6 +17,8 @@ apt_install curl
 ensure_venv
 log "Building larder (release)"
 cargo build --release --bin larder
+touch server/src/main.rs  # the target dir is shared by clones: make the binary this checkout's
+cargo build --release --bin larder
 cache_rocksdb
 LARDER="$CARGO_TARGET_DIR/release/larder"
 REPO="$LARDER_ROOT/feature_repo"

@@ -185,11 +185,11 @@ impl Authenticator {
 /// The roles that may use a route (any one of them; `admin` always may); `None`: public.
 pub fn roles_for(path: &str) -> Option<&'static [Role]> {
     match path {
-        "/health" | "/openapi.json" => None,
+        "/health" | "/openapi.json" | "/ui" | "/ui/" => None,
         p if p == "/docs" || p.starts_with("/docs/") => None,
         "/get-online-features" => Some(&[Role::ReadOnline]),
         "/get-historical-features" => Some(&[Role::ReadOffline]),
-        "/registry" => Some(&[Role::ReadOnline, Role::ReadOffline, Role::Write]),
+        "/registry" | "/registry/history" | "/freshness" => Some(&[Role::ReadOnline, Role::ReadOffline, Role::Write]),
         "/push" | "/write-to-online-store" => Some(&[Role::Write]),
         _ => Some(&[Role::Admin]),
     }

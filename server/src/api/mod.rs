@@ -10,6 +10,7 @@ mod online;
 mod openapi;
 mod push;
 mod registry;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -219,6 +220,10 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
             post(historical::get_historical_features).layer(DefaultBodyLimit::max(config.max_arrow_body_bytes)),
         )
         .route("/registry", get(registry::registry))
+        .route("/registry/history", get(registry::history))
+        .route("/freshness", get(registry::freshness))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
         .route("/push", post(push::push))
         .route("/write-to-online-store", post(push::write_to_online_store))
         .route("/materialize", post(admin::materialize))

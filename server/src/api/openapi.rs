@@ -13,6 +13,8 @@ use utoipa::OpenApi;
         super::online::get_online_features,
         super::historical::get_historical_features,
         super::registry::registry,
+        super::registry::history,
+        super::registry::freshness,
         super::push::push,
         super::push::write_to_online_store,
         super::admin::materialize,

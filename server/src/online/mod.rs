@@ -40,6 +40,11 @@ pub trait OnlineStore: Debug + Send + Sync {
     }
     /// Deletes every row of a view (when `apply` removes it, or on teardown).
     async fn delete_view(&self, project: &str, view: &str) -> Result<()>;
+    /// The newest event time (ns) among at most `limit` rows of a view, and whether every row
+    /// was seen; `None` when the backend cannot tell cheaply.
+    async fn newest_event(&self, _project: &str, _view: &str, _limit: usize) -> Result<Option<(Option<i64>, bool)>> {
+        Ok(None)
+    }
     /// The backend's name, for metrics (`rocksdb`, `redis`, ...).
     fn kind(&self) -> &'static str {
         "unknown"

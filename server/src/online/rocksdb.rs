@@ -163,6 +163,27 @@ impl OnlineStore for RocksDbOnlineStore {
         "rocksdb"
     }
 
+    async fn newest_event(&self, project: &str, view: &str, limit: usize) -> Result<Option<(Option<i64>, bool)>> {
+        let start = prefix(project, view);
+        let mut newest: Option<i64> = None;
+        let iter = self
+            .db
+            .iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+        for (seen, item) in iter.enumerate() {
+            let (k, v) = item.map_err(|e| db_error(&self.path, e))?;
+            if !k.starts_with(&start) {
+                return Ok(Some((newest, true)));
+            }
+            if seen == limit {
+                return Ok(Some((newest, false)));
+            }
+            if let Some((ts, _)) = OnlineRow::version_of(&v) {
+                newest = Some(newest.map_or(ts, |n| n.max(ts)));
+            }
+        }
+        Ok(Some((newest, true)))
+    }
+
     async fn health(&self) -> Result<()> {
         Ok(())
     }
