@@ -119,12 +119,28 @@ fn default_redis_op_timeout_ms() -> u64 {
 }
 
 /// Offline store selection (`offline_store.type`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum OfflineStoreConfig {
-    /// Parquet files queried with DataFusion (Feast's `file`).
-    #[default]
-    File,
+    /// Parquet files queried with DataFusion (Feast's `file`), local or on S3.
+    File(FileOfflineConfig),
+}
+
+impl Default for OfflineStoreConfig {
+    fn default() -> Self {
+        OfflineStoreConfig::File(FileOfflineConfig::default())
+    }
+}
+
+/// `offline_store: {type: file, ...}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOfflineConfig {
+    /// Endpoint of an S3-compatible service for `s3://` source paths (as Feast's
+    /// `FileSource.s3_endpoint_override`); else `$AWS_ENDPOINT_URL`, else AWS. Credentials and
+    /// region come from the usual `AWS_*` environment variables.
+    #[serde(default)]
+    pub s3_endpoint_override: Option<String>,
 }
 
 /// The registry's location and caching.
@@ -383,7 +399,7 @@ mod tests {
         assert_eq!(c.project, "driver_ref");
         assert_eq!(c.registry.path, PathBuf::from("/repo/data/registry.db"));
         assert_eq!(c.online_store, OnlineStoreConfig::Rocksdb(RocksDbConfig::default()));
-        assert_eq!(c.offline_store, OfflineStoreConfig::File);
+        assert_eq!(c.offline_store, OfflineStoreConfig::default());
     }
 
     #[test]

@@ -80,7 +80,10 @@ impl FeatureStore {
             Some(url) => Arc::new(PostgresRegistryStore::new(url, &config.project)?),
             None => Arc::new(FileRegistryStore::new(&config.registry.path)),
         };
-        let offline: Arc<dyn OfflineStore> = Arc::new(ParquetOfflineStore::new(&config.repo_dir));
+        let crate::config::OfflineStoreConfig::File(file_config) = &config.offline_store;
+        let offline: Arc<dyn OfflineStore> = Arc::new(
+            ParquetOfflineStore::new(&config.repo_dir).with_s3_endpoint(file_config.s3_endpoint_override.clone()),
+        );
         let config_dir = config.repo_dir.clone();
         let auth = match &config.auth {
             None => None,

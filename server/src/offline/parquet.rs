@@ -33,6 +33,7 @@ use crate::value::value_type_of;
 #[derive(Debug, Clone)]
 pub struct ParquetOfflineStore {
     base_dir: PathBuf,
+    s3_endpoint: Option<String>,
 }
 
 /// Quotes an SQL identifier.
@@ -59,7 +60,40 @@ impl ParquetOfflineStore {
     pub fn new(base_dir: impl Into<PathBuf>) -> Self {
         ParquetOfflineStore {
             base_dir: base_dir.into(),
+            s3_endpoint: None,
         }
+    }
+
+    /// Uses an S3-compatible endpoint for `s3://` paths (else `$AWS_ENDPOINT_URL`, else AWS).
+    pub fn with_s3_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.s3_endpoint = endpoint;
+        self
+    }
+
+    /// Makes `s3://bucket/...` readable in `ctx` (credentials and region from `AWS_*`).
+    fn register_s3(&self, ctx: &SessionContext, path: &str, source: &FileSource) -> Result<()> {
+        let err = |e: String| Error::Offline(format!("source {} ({path}): {e}", source.name));
+        let bucket = path
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split('/').next())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| err("no bucket in the URL".into()))?;
+        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let endpoint = self
+            .s3_endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        if let Some(e) = endpoint {
+            builder = builder
+                .with_allow_http(e.starts_with("http://"))
+                .with_endpoint(e)
+                .with_virtual_hosted_style_request(false);
+        }
+        let store = builder.build().map_err(|e| err(e.to_string()))?;
+        let base = datafusion::execution::object_store::ObjectStoreUrl::parse(format!("s3://{bucket}"))
+            .map_err(|e| err(e.to_string()))?;
+        ctx.register_object_store(base.as_ref(), Arc::new(store));
+        Ok(())
     }
 
     fn path_of(&self, source: &FileSource) -> String {
@@ -96,6 +130,14 @@ impl ParquetOfflineStore {
     async fn register(&self, ctx: &SessionContext, table: &str, source: &FileSource) -> Result<()> {
         let path = self.path_of(source);
         let local = !path.contains("://");
+        if path.starts_with("s3://") {
+            self.register_s3(ctx, &path, source)?;
+        } else if !local {
+            return Err(Error::Offline(format!(
+                "source {}: {path}: only local paths and s3:// are supported",
+                source.name
+            )));
+        }
         if local && !std::path::Path::new(&path).exists() {
             return Err(Error::Offline(format!("source {}: {path} does not exist", source.name)));
         }

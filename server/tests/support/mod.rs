@@ -53,31 +53,46 @@ impl RedisProcess {
     /// Starts a server (cluster-enabled when asked) and waits until it answers PING.
     pub fn start(cluster: bool) -> RedisProcess {
         require("redis-server");
-        let port = free_port_pair();
-        let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        if cluster {
-            cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "3000"]);
-            cmd.arg("--cluster-config-file").arg(dir.path().join("nodes.conf"));
+        // A port picked as free can be taken by someone else before redis binds it: check that
+        // the server answering is ours (its pid), else try another port.
+        for _ in 0..5 {
+            let port = free_port_pair();
+            let dir = tempfile::tempdir().unwrap();
+            let mut cmd = Command::new("redis-server");
+            cmd.args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+            if cluster {
+                cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "3000"]);
+                cmd.arg("--cluster-config-file").arg(dir.path().join("nodes.conf"));
+            }
+            let mut child = cmd.spawn().expect("start redis-server");
+            let pid = format!("process_id:{}", child.id());
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // could not bind: try another port
+                }
+                if cli(port, &["INFO", "server"]).contains(&pid) {
+                    return RedisProcess { port, child, _dir: dir };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let child = cmd.spawn().expect("start redis-server");
-        let p = RedisProcess { port, child, _dir: dir };
-        wait_for(|| cli(port, &["PING"]).trim() == "PONG", "redis-server to answer PING");
-        p
+        panic!("could not start redis-server on a free port");
     }
 
     /// Starts a server that speaks only TLS, with a certificate for 127.0.0.1 signed by a
