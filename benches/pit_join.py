@@ -97,6 +97,7 @@ def main():
     ap.add_argument("--feature-rows", type=int, default=10_000_000)
     ap.add_argument("--entity-rows", type=int, default=1_000_000)
     args = ap.parse_args()
+    os.environ.setdefault("LARDER_PYTHON", sys.executable)  # the exporter needs the SDK
     work = Path(tempfile.mkdtemp(prefix="larder-pit-"))
     try:
         data = work / "data"
