@@ -17,7 +17,7 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{cast, Expr};
 
-use super::pit_join::{final_sql, ranked_sql, view_sql_over, ViewJoin, ENTITY_TS, ROW_ID};
+use super::pit_join::{final_sql, view_sql, ViewJoin, ENTITY_TS, ROW_ID};
 use super::{HistoricalRequest, OfflineStore, PullRequest, CREATED_TS_COLUMN, EVENT_TS_COLUMN};
 use crate::error::{Error, Result};
 use crate::value::timestamps_nanos;
@@ -455,12 +455,7 @@ impl OfflineStore for ParquetOfflineStore {
                 outputs: v.features.iter().map(|(_, o)| o.clone()).collect(),
                 ttl_seconds: v.ttl_seconds,
             };
-            // Rank the source once (the join uses it twice: in the as-of scan and to fetch the
-            // matched row's values); the ranked rows stay in memory for the join.
-            let ranked = format!("ranked_{i}");
-            let ranked_df = ctx.sql(&ranked_sql(&join)).await?.cache().await?;
-            ctx.register_table(ranked.as_str(), ranked_df.into_view())?;
-            let result = ctx.sql(&view_sql_over(&join, "entity_df", Some(&ranked))).await?;
+            let result = ctx.sql(&view_sql(&join, "entity_df")).await?;
             let name = format!("view_{i}");
             ctx.register_table(name.as_str(), result.into_view())?;
             views.push((name, join.outputs));

@@ -31,32 +31,9 @@ pub struct ViewJoin {
     pub ttl_seconds: Option<i64>,
 }
 
-/// SQL ranking the rows of a view's projected source: `(__k.., __ts, __f.., __rank)`, the rank
-/// ordering each key's rows by `(__ts, __created)`.
-pub fn ranked_sql(v: &ViewJoin) -> String {
-    let knames: Vec<String> = (0..v.entity_keys.len()).map(|i| format!("__k{i}")).collect();
-    let partition = if knames.is_empty() {
-        String::new()
-    } else {
-        format!("PARTITION BY {}", knames.join(", "))
-    };
-    let keys: String = knames.iter().map(|k| format!("{k}, ")).collect();
-    let feats: String = (0..v.outputs.len()).map(|i| format!("__f{i}, ")).collect();
-    format!(
-        "SELECT {keys}__ts, {feats}ROW_NUMBER() OVER ({partition} ORDER BY __ts ASC, __created ASC) AS __rank FROM {}",
-        v.source_table
-    )
-}
-
 /// SQL producing `(ROW_ID, outputs...)` for one view over the entity table `entity_table`
-/// (which has `ROW_ID` and `ENTITY_TS`). With `ranked`, the table holding [`ranked_sql`]'s
-/// result, computed once; without, the ranking is inlined (and computed for each use).
+/// (which has `ROW_ID` and `ENTITY_TS`).
 pub fn view_sql(v: &ViewJoin, entity_table: &str) -> String {
-    view_sql_over(v, entity_table, None)
-}
-
-/// [`view_sql`] over an already ranked table.
-pub fn view_sql_over(v: &ViewJoin, entity_table: &str, ranked: Option<&str>) -> String {
     let knames: Vec<String> = (0..v.entity_keys.len()).map(|i| format!("__k{i}")).collect();
     let keys_comma = |ks: Vec<String>| ks.into_iter().map(|k| format!("{k}, ")).collect::<String>();
     let partition = if knames.is_empty() {
@@ -65,14 +42,11 @@ pub fn view_sql_over(v: &ViewJoin, entity_table: &str, ranked: Option<&str>) -> 
         format!("PARTITION BY {}", knames.join(", "))
     };
     let feats: String = (0..v.outputs.len()).map(|i| format!("__f{i}, ")).collect();
-    let f_cte = match ranked {
-        Some(t) => format!("SELECT * FROM {t}"),
-        None => format!(
-            "SELECT {k}__ts, {feats}ROW_NUMBER() OVER ({partition} ORDER BY __ts ASC, __created ASC) AS __rank FROM {src}",
-            k = keys_comma(knames.clone()),
-            src = v.source_table,
-        ),
-    };
+    let f_cte = format!(
+        "SELECT {k}__ts, {feats}ROW_NUMBER() OVER ({partition} ORDER BY __ts ASC, __created ASC) AS __rank FROM {src}",
+        k = keys_comma(knames.clone()),
+        src = v.source_table,
+    );
     let ekeys: Vec<String> = v
         .entity_keys
         .iter()
