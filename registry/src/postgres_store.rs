@@ -18,13 +18,14 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::Utc;
 use postgres::{Client, NoTls, Transaction};
 
 use crate::error::{Error, Result};
 use crate::model::RegistryDoc;
 use crate::plan::Plan;
-use crate::store::{merge_interval, HistoryEntry, MaterializationInterval, RegistryState, RegistryStore, VersionInfo};
+use crate::store::{
+    merge_interval, next_version, HistoryEntry, MaterializationInterval, RegistryState, RegistryStore, VersionInfo,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS larder_registry_state (
@@ -200,25 +201,8 @@ impl RegistryStore for PostgresRegistryStore {
         self.with_client(move |c| {
             let mut tx = c.transaction().map_err(|e| self.db_error(e))?;
             self.lock(&mut tx)?;
-            let old = self.load_in(&mut tx)?;
-            let version = old.as_ref().map(|s| s.version).unwrap_or(0) + 1;
-            let mut materializations = old.map(|s| s.materializations).unwrap_or_default();
-            materializations.retain(|view, _| doc.feature_view(view).is_some());
-            let state = RegistryState {
-                version,
-                applied_at: Utc::now(),
-                doc,
-                materializations,
-            };
-            let entry = HistoryEntry {
-                info: VersionInfo {
-                    version,
-                    applied_at: state.applied_at,
-                    applied_by: applied_by.to_string(),
-                    changes,
-                },
-                doc: state.doc.clone(),
-            };
+            let (state, entry) = next_version(self.load_in(&mut tx)?, doc, changes, applied_by);
+            let version = state.version;
             let entry_text = serde_json::to_string(&entry).map_err(|e| self.db_error(e))?;
             tx.execute(
                 "INSERT INTO larder_registry_history (project, version, entry) VALUES ($1, $2, $3)

@@ -168,6 +168,36 @@ impl FileRegistryStore {
     }
 }
 
+/// The state and history entry of the version that applying `doc` (already normalized) on top
+/// of `old` makes: the next version number, the materialization records of views that remain.
+/// Every store's `apply` uses it, so they agree on what a version is.
+pub(crate) fn next_version(
+    old: Option<RegistryState>,
+    doc: RegistryDoc,
+    changes: Vec<String>,
+    applied_by: &str,
+) -> (RegistryState, HistoryEntry) {
+    let version = old.as_ref().map(|s| s.version).unwrap_or(0) + 1;
+    let mut materializations = old.map(|s| s.materializations).unwrap_or_default();
+    materializations.retain(|view, _| doc.feature_view(view).is_some());
+    let state = RegistryState {
+        version,
+        applied_at: Utc::now(),
+        doc,
+        materializations,
+    };
+    let entry = HistoryEntry {
+        info: VersionInfo {
+            version,
+            applied_at: state.applied_at,
+            applied_by: applied_by.to_string(),
+            changes,
+        },
+        doc: state.doc.clone(),
+    };
+    (state, entry)
+}
+
 /// Adds `new` to `list`, merging overlapping intervals (the list stays sorted and small).
 pub(crate) fn merge_interval(list: &mut Vec<MaterializationInterval>, new: MaterializationInterval) {
     list.push(new);
@@ -207,25 +237,8 @@ impl RegistryStore for FileRegistryStore {
     fn apply(&self, mut doc: RegistryDoc, plan: &Plan, applied_by: &str) -> Result<RegistryState> {
         let _lock = self.lock()?;
         doc.normalize();
-        let old = self.load()?;
-        let version = old.as_ref().map(|s| s.version).unwrap_or(0) + 1;
-        let mut materializations = old.map(|s| s.materializations).unwrap_or_default();
-        materializations.retain(|view, _| doc.feature_view(view).is_some());
-        let state = RegistryState {
-            version,
-            applied_at: Utc::now(),
-            doc,
-            materializations,
-        };
-        let entry = HistoryEntry {
-            info: VersionInfo {
-                version,
-                applied_at: state.applied_at,
-                applied_by: applied_by.to_string(),
-                changes: plan.lines(),
-            },
-            doc: state.doc.clone(),
-        };
+        let (state, entry) = next_version(self.load()?, doc, plan.lines(), applied_by);
+        let version = state.version;
         let hist = self.history_dir().join(format!("v{version:08}.json"));
         let bytes = serde_json::to_vec_pretty(&entry).map_err(|e| Error::Corrupt {
             path: hist.clone(),
