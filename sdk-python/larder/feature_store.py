@@ -183,14 +183,14 @@ class FeatureStore:
     def __init__(self, repo_path: Optional[Union[str, Path]] = None, url: Optional[str] = None, timeout: float = 600,
                  flight_url: Optional[str] = None, token: Optional[str] = None,
                  tls_root_certs: Optional[Union[str, Path]] = None):
-        import requests
+        from .http import Session
 
         self.repo_path = Path(repo_path) if repo_path else None
         self.url = (url or os.environ.get("LARDER_URL") or DEFAULT_URL).rstrip("/")
         self.flight_url = flight_url or os.environ.get("LARDER_FLIGHT_URL") or None
         self.timeout = timeout
         self._token = token or os.environ.get("LARDER_TOKEN") or None
-        self._session = requests.Session()
+        self._session = Session()
         # A private CA for an https:// server (else the system's trust store).
         self._ca = tls_root_certs or os.environ.get("LARDER_CA_BUNDLE") or None
         if self._ca:
