@@ -129,14 +129,15 @@ class Larder:
 class Server:
     """A `larder serve` process."""
 
-    def __init__(self, larder: Larder, *extra):
+    def __init__(self, larder: Larder, *extra, log: Path | None = None):
+        self.log = log
         self.port = free_port()
         self.flight_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.flight_url = f"grpc://127.0.0.1:{self.flight_port}"
         self.proc = subprocess.Popen(
             [larder_bin(), "-c", str(larder.repo), "serve", "--port", str(self.port), "--flight-port", str(self.flight_port), *extra],
-            stdout=subprocess.PIPE,
+            stdout=open(log, "a") if log else subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env=larder.env,
@@ -144,7 +145,8 @@ class Server:
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"larder serve exited: {self.proc.stdout.read()}")
+                out = log.read_text() if log else self.proc.stdout.read()
+                raise AssertionError(f"larder serve exited: {out}")
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code in (200, 503):
                     return

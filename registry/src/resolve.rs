@@ -56,6 +56,14 @@ pub fn resolve(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Result<RegistryD
             None => None,
         };
         let target = &mut out.feature_views[i];
+        if target.is_aggregated() {
+            // The features of an aggregated view are the aggregations' outputs.
+            target.features = target
+                .aggregations
+                .iter()
+                .map(|a| Field::new(a.output_name(), a.function.output_type()))
+                .collect();
+        }
         if let Some((src, cols)) = &columns {
             let column_of = |field: &str| -> String {
                 src.field_mapping

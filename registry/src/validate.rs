@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::model::{DataSource, RegistryDoc};
+use crate::model::{AggregationFunction, DataSource, FeatureView, RegistryDoc};
 use crate::resolve::{SchemaLookup, SourceColumn};
 
 /// One problem found in the definitions.
@@ -120,6 +120,35 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
                     format!("batch_source `{}` does not exist", p.batch_source),
                 )),
             },
+            DataSource::Kafka(k) => {
+                match doc.data_source(&k.batch_source) {
+                    Some(DataSource::File(_)) => {}
+                    Some(other) => errors.push(ValidationError::new(
+                        &obj,
+                        format!(
+                            "batch_source `{}` is a {}, not a file source",
+                            k.batch_source,
+                            other.kind()
+                        ),
+                    )),
+                    None => errors.push(ValidationError::new(
+                        &obj,
+                        format!("batch_source `{}` does not exist", k.batch_source),
+                    )),
+                }
+                if k.bootstrap_servers.trim().is_empty() {
+                    errors.push(ValidationError::new(&obj, "bootstrap_servers is required"));
+                }
+                if k.topic.trim().is_empty() {
+                    errors.push(ValidationError::new(&obj, "topic is required"));
+                }
+                if k.message_format != "json" {
+                    errors.push(ValidationError::new(
+                        &obj,
+                        format!("message_format `{}` is not supported (only json)", k.message_format),
+                    ));
+                }
+            }
             DataSource::Request(r) if r.schema.is_empty() => errors.push(ValidationError::new(
                 &obj,
                 "a request source needs at least one field in its schema",
@@ -145,6 +174,7 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
         if v.features.is_empty() {
             errors.push(ValidationError::new(&obj, "the view has no features"));
         }
+        validate_aggregations(doc, v, &obj, &mut errors);
         duplicates(
             &format!("feature in view {}:", v.name),
             v.features.iter().map(|f| f.name.as_str()),
@@ -260,7 +290,29 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
                 }
             }
         }
-        for f in &v.features {
+        for a in &v.aggregations {
+            match column(&a.column).and_then(|c| c.value_type) {
+                None => errors.push(ValidationError::new(
+                    &obj,
+                    format!(
+                        "aggregated column `{}` is not a readable column of source {} ({})",
+                        a.column, src.name, src.path
+                    ),
+                )),
+                Some(t) if !t.is_numeric() && a.function != AggregationFunction::Count => {
+                    errors.push(ValidationError::new(
+                        &obj,
+                        format!(
+                            "`{}` of column `{}` needs a numeric column, not {t}",
+                            a.function.as_str(),
+                            a.column
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        for f in v.features.iter().filter(|_| !v.is_aggregated()) {
             match column(&f.name) {
                 None => errors.push(ValidationError::new(
                     &obj,
@@ -361,4 +413,47 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
         }
     }
     errors
+}
+
+/// Checks the aggregations of a stream feature view: windows, slides, output names, source.
+fn validate_aggregations(doc: &RegistryDoc, v: &FeatureView, obj: &str, errors: &mut Vec<ValidationError>) {
+    if v.aggregations.is_empty() {
+        return;
+    }
+    if doc.kafka_source(v).is_none() {
+        errors.push(ValidationError::new(
+            obj,
+            format!("aggregations need a Kafka source; `{}` is not one", v.source),
+        ));
+    }
+    for a in &v.aggregations {
+        let what = format!("aggregation {}", a.output_name());
+        if a.time_window_seconds <= 0 {
+            errors.push(ValidationError::new(
+                obj,
+                format!("{what}: time_window must be positive"),
+            ));
+            continue;
+        }
+        let slide = a.slide_seconds();
+        if slide <= 0 || a.time_window_seconds % slide != 0 {
+            errors.push(ValidationError::new(
+                obj,
+                format!(
+                    "{what}: slide_interval ({slide} s) must be positive and divide time_window ({} s)",
+                    a.time_window_seconds
+                ),
+            ));
+        }
+    }
+    duplicates(
+        &format!("aggregation output in view {}:", v.name),
+        v.aggregations
+            .iter()
+            .map(|a| a.output_name())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+        errors,
+    );
 }

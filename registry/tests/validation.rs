@@ -63,6 +63,7 @@ fn base() -> RegistryDoc {
             owner: String::new(),
         })],
         feature_views: vec![FeatureView {
+            aggregations: vec![],
             name: "stats".into(),
             entities: vec!["driver".into()],
             features: vec![Field::new("conv_rate", ValueType::Float)],

@@ -51,3 +51,47 @@ class RequestSource(DataSource):
 
     def to_dict(self) -> dict:
         return {"type": "request", **self._meta(), "schema": [f.to_dict() for f in self.schema]}
+
+
+class KafkaSource(DataSource):
+    """Feast's ``KafkaSource``: a topic of JSON events that Larder's stream workers consume
+    (``larder serve`` or ``larder stream``); ``batch_source`` receives the offline copy."""
+
+    def __init__(self, *, name: str, timestamp_field: str, message_format=None, topic: str = "",
+                 bootstrap_servers: Optional[str] = None, kafka_bootstrap_servers: Optional[str] = None,
+                 batch_source: Optional[DataSource] = None, created_timestamp_column: str = "",
+                 field_mapping: Optional[Dict[str, str]] = None, watermark_delay_threshold=None,
+                 description: str = "", tags=None, owner: str = ""):
+        super().__init__(name=name, description=description, tags=tags, owner=owner)
+        servers = bootstrap_servers or kafka_bootstrap_servers
+        if not servers:
+            raise ValueError(f"KafkaSource {name!r} needs bootstrap_servers")
+        if not topic:
+            raise ValueError(f"KafkaSource {name!r} needs a topic")
+        if batch_source is None:
+            raise ValueError(f"KafkaSource {name!r} needs a batch_source (where Larder keeps the offline copy)")
+        self.bootstrap_servers = servers
+        self.topic = topic
+        self.timestamp_field = timestamp_field
+        self.created_timestamp_column = created_timestamp_column
+        self.field_mapping = dict(field_mapping or {})
+        self.batch_source = batch_source
+        self.message_format = message_format
+        self.watermark_delay_threshold = watermark_delay_threshold
+
+    def to_dict(self) -> dict:
+        fmt = self.message_format
+        kind = type(fmt).__name__ if fmt is not None else "JsonFormat"
+        delay = self.watermark_delay_threshold
+        return {
+            "type": "kafka", **self._meta(),
+            "bootstrap_servers": self.bootstrap_servers,
+            "topic": self.topic,
+            "timestamp_field": self.timestamp_field,
+            "created_timestamp_column": self.created_timestamp_column or None,
+            "field_mapping": self.field_mapping,
+            "batch_source": self.batch_source.name,
+            "message_format": "json" if kind == "JsonFormat" else kind,
+            "schema_json": getattr(fmt, "schema_json", "") or "",
+            "watermark_delay_seconds": int(delay.total_seconds()) if delay is not None else None,
+        }

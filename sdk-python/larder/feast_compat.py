@@ -8,9 +8,11 @@ FEAST_KINDS = {
     "Entity": "entity",
     "FileSource": "data source",
     "PushSource": "data source",
+    "KafkaSource": "data source",
     "RequestSource": "data source",
     "FeatureView": "feature view",
     "BatchFeatureView": "feature view",
+    "StreamFeatureView": "feature view",
     "OnDemandFeatureView": "on-demand feature view",
     "FeatureService": "feature service",
 }
@@ -41,6 +43,20 @@ def _value_type(vt) -> Optional[str]:
     return None if name in (None, "UNKNOWN", "INVALID") else name
 
 
+def _aggregations(view) -> dict:
+    aggs = list(getattr(view, "aggregations", None) or [])
+    if not aggs:
+        return {}
+    out = []
+    for a in aggs:
+        slide = getattr(a, "slide_interval", None)
+        out.append({"column": a.column, "function": a.function,
+                    "time_window_seconds": int(a.time_window.total_seconds()),
+                    "slide_interval_seconds": int(slide.total_seconds()) if slide else None,
+                    "name": getattr(a, "name", None) or None})
+    return {"aggregations": out, "features": []}
+
+
 def to_dict(obj) -> Tuple[str, dict, list]:
     """``(kind, registry dict, nested objects)`` of a Feast object."""
     kind = feast_kind(obj)
@@ -51,6 +67,21 @@ def to_dict(obj) -> Tuple[str, dict, list]:
     if kind == "data source":
         if name == "PushSource" or hasattr(obj, "batch_source") and type(obj).__name__ == "PushSource":
             return kind, {"type": "push", **_meta(obj), "batch_source": obj.batch_source.name}, [obj.batch_source]
+        if name == "KafkaSource":
+            opts = obj.kafka_options
+            delay = getattr(opts, "watermark_delay_threshold", None)
+            fmt = getattr(opts, "message_format", None)
+            return kind, {
+                "type": "kafka", **_meta(obj),
+                "bootstrap_servers": opts.kafka_bootstrap_servers, "topic": opts.topic,
+                "timestamp_field": obj.timestamp_field,
+                "created_timestamp_column": obj.created_timestamp_column or None,
+                "field_mapping": dict(obj.field_mapping or {}),
+                "batch_source": obj.batch_source.name,
+                "message_format": "json" if type(fmt).__name__ == "JsonFormat" else type(fmt).__name__,
+                "schema_json": getattr(fmt, "schema_json", "") or "",
+                "watermark_delay_seconds": int(delay.total_seconds()) if delay is not None else None,
+            }, [obj.batch_source]
         if name == "RequestSource":
             return kind, {"type": "request", **_meta(obj), "schema": [_field(f) for f in obj.schema]}, []
         return kind, {
@@ -69,6 +100,7 @@ def to_dict(obj) -> Tuple[str, dict, list]:
             "source": source.name,
             "ttl_seconds": int(ttl) if ttl is not None else None,
             "online": bool(obj.online),
+            **_aggregations(obj),
         }, [source]
     if kind == "on-demand feature view":
         transformation = getattr(obj, "feature_transformation", None)

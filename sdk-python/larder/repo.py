@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from larder.data_source import DataSource, PushSource
+from larder.data_source import DataSource, KafkaSource, PushSource
 from larder.entity import Entity
 from larder.feature_service import FeatureService
 from larder.feature_view import FeatureView
@@ -100,7 +100,7 @@ def export_objects(objects: List[object]) -> dict:
 
     def add_source(s: DataSource):
         _add("data source", sources, s, errors)
-        if isinstance(s, PushSource):
+        if isinstance(s, (PushSource, KafkaSource)):
             add_source(s.batch_source)
 
     feast_registries = {"entity": entities, "data source": sources, "feature view": views,

@@ -5,6 +5,7 @@
 //! errors naming the key and the file. `${VAR}` and `${VAR:-default}` are replaced from the
 //! environment before parsing, as Feast's `expandvars` does.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -214,6 +215,62 @@ struct RawConfig {
     coerce_tz_aware: Option<bool>,
     #[serde(default)]
     auth: Option<crate::auth::AuthConfig>,
+    #[serde(default)]
+    stream: StreamConfig,
+}
+
+/// `stream:`: Larder's stream workers (Kafka consumers of stream feature views).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Consumer group of a view: `<group_id_prefix>.<project>.<view>`.
+    pub group_id_prefix: String,
+    /// Most events per micro-batch (one online write, one offline part, one commit).
+    pub max_batch_events: usize,
+    /// Longest wait (ms) to fill a micro-batch before it is processed.
+    pub max_batch_wait_ms: u64,
+    /// Where events that cannot be ingested go.
+    pub dead_letter: DeadLetterConfig,
+    /// Extra librdkafka consumer settings (`security.protocol`, `sasl.*`, ...).
+    pub kafka: BTreeMap<String, String>,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            group_id_prefix: "larder".into(),
+            max_batch_events: 5000,
+            max_batch_wait_ms: 50,
+            dead_letter: DeadLetterConfig::default(),
+            kafka: BTreeMap::new(),
+        }
+    }
+}
+
+/// `stream.dead_letter`: a quarantine Parquet directory (default `data/dead_letter`, one
+/// subdirectory per view) or a Kafka topic.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DeadLetterConfig {
+    /// Parquet files with the raw message and the reason.
+    Parquet {
+        /// Directory (relative to the repo).
+        path: String,
+    },
+    /// A Kafka topic on the source's brokers; the message is forwarded with headers
+    /// `larder-reason`, `larder-view`, `larder-partition`, `larder-offset`.
+    Kafka {
+        /// Topic name.
+        topic: String,
+    },
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig::Parquet {
+            path: "data/dead_letter".into(),
+        }
+    }
 }
 
 fn default_provider() -> String {
@@ -241,6 +298,8 @@ pub struct RepoConfig {
     pub entity_key_serialization_version: u32,
     /// Authentication (`None`: off).
     pub auth: Option<crate::auth::AuthConfig>,
+    /// Stream workers.
+    pub stream: StreamConfig,
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` with environment values.
@@ -367,6 +426,7 @@ impl RepoConfig {
             offline_store: raw.offline_store.unwrap_or_default(),
             entity_key_serialization_version: raw.entity_key_serialization_version,
             auth: raw.auth,
+            stream: raw.stream,
         })
     }
 

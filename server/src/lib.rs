@@ -19,6 +19,7 @@ pub mod offline;
 pub mod online;
 pub mod serving;
 mod store;
+pub mod stream;
 pub mod time;
 pub mod tls;
 pub mod transform;

@@ -103,7 +103,15 @@ enum Command {
         /// registry's `cache_ttl_seconds`, or 1).
         #[arg(long)]
         registry_refresh_secs: Option<u64>,
+        /// Do not consume the Kafka sources of stream feature views here (run `larder stream`
+        /// elsewhere, e.g. with a Redis online store).
+        #[arg(long)]
+        no_stream: bool,
     },
+    /// Consume the Kafka sources of every stream feature view into the online and offline
+    /// stores, without serving HTTP (for a shared online store such as Redis; the embedded
+    /// RocksDB store is opened by one process only, so there `larder serve` consumes).
+    Stream,
     /// Delete the online data of every view and the registry.
     Teardown,
     /// Inspect the registry.
@@ -279,6 +287,7 @@ async fn run(cli: Cli) -> Result<()> {
             max_concurrent_requests,
             request_timeout_secs,
             registry_refresh_secs,
+            no_stream,
         } => {
             larder_server::metrics::install();
             let limits = RequestLimits {
@@ -324,6 +333,13 @@ async fn run(cli: Cli) -> Result<()> {
             tokio::spawn(async move {
                 shutdown_signal().await;
                 let _ = stop_tx.send(true);
+            });
+            let streams = (!no_stream).then(|| {
+                larder_server::stream::worker::spawn_all(
+                    Arc::clone(&store),
+                    Duration::from_secs(refresh.max(1)),
+                    stop_rx.clone(),
+                )
             });
             let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                 let _ = rx.wait_for(|v| *v).await;
@@ -385,7 +401,27 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(f) = flight {
                 f.await.context("Flight task")?.context("Arrow Flight server")?;
             }
+            if let Some(s) = streams {
+                s.await.context("stream workers")?;
+            }
             tracing::info!("Server stopped.");
+        }
+        Command::Stream => {
+            larder_server::metrics::install();
+            let store = Arc::new(store);
+            if let Err(e) = store.refresh() {
+                tracing::warn!(error = %e, "No registry yet; stream workers start after `larder apply`.");
+            }
+            store.online()?;
+            let refresh = store.config().registry.cache_ttl_seconds.max(1);
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let workers =
+                larder_server::stream::worker::spawn_all(Arc::clone(&store), Duration::from_secs(refresh), stop_rx);
+            println!("Larder stream workers running for project {}", store.project());
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+            workers.await.context("stream workers")?;
+            tracing::info!("Stream workers stopped.");
         }
         Command::Teardown => {
             let removed = store.teardown().await?;

@@ -465,9 +465,24 @@ pub async fn get_online_features(
         .map(|(v, k)| (v.name.as_str(), k.as_slice()))
         .collect();
     let read_started = std::time::Instant::now();
-    let all_rows = online.read_many(project, &requests).await?;
+    let mut all_rows = online.read_many(project, &requests).await?;
     metrics::histogram!("larder_online_read_duration_seconds", "backend" => online.kind())
         .record(read_started.elapsed().as_secs_f64());
+    // Aggregated stream views store time tiles: combine them into the windows as of now.
+    for ((v, rows), keys) in read_views.iter().zip(all_rows.iter_mut()).zip(&view_keys) {
+        if v.is_aggregated() {
+            for (key, row) in keys.iter().zip(rows.iter_mut()) {
+                let state = crate::stream::tiles::TileState::from_row(v, row.as_ref())?;
+                let values = state.aggregate(v, now_ns);
+                *row = Some(OnlineRow {
+                    key: key.clone(),
+                    event_ts: row.as_ref().map(|r| r.event_ts).unwrap_or(0),
+                    created_ts: None,
+                    values,
+                });
+            }
+        }
+    }
     let rows_of = |name: &str| -> &[Option<OnlineRow>] {
         read_views
             .iter()
@@ -476,6 +491,9 @@ pub async fn get_online_features(
             .unwrap_or(&[])
     };
     let fresh = |v: &FeatureView, r: &OnlineRow| {
+        if v.is_aggregated() {
+            return true; // the windows bound the age of what is aggregated
+        }
         let ttl_ns = v.ttl().map(|s| s.saturating_mul(1_000_000_000));
         ttl_ns.is_none_or(|ttl| now_ns.saturating_sub(r.event_ts) <= ttl)
     };
@@ -497,8 +515,13 @@ pub async fn get_online_features(
                     Some(r) => {
                         col.event_timestamps.push(r.event_ts);
                         if fresh(v.view, r) {
-                            col.values.push(r.get(f).cloned().unwrap_or(Value::Null));
-                            col.statuses.push(FieldStatus::Present);
+                            let value = r.get(f).cloned().unwrap_or(Value::Null);
+                            col.statuses.push(if v.view.is_aggregated() && value == Value::Null {
+                                FieldStatus::NotFound
+                            } else {
+                                FieldStatus::Present
+                            });
+                            col.values.push(value);
                         } else {
                             col.values.push(Value::Null);
                             col.statuses.push(FieldStatus::OutsideMaxAge);

@@ -314,13 +314,20 @@ impl FeatureStore {
                 .doc
                 .feature_views
                 .iter()
-                .filter(|v| v.online)
+                .filter(|v| v.online && !v.is_aggregated())
                 .map(|v| v.name.clone())
                 .collect());
         }
         for v in views {
-            if state.doc.feature_view(v).is_none() {
-                return Err(Error::view_not_found(v, self.project()));
+            match state.doc.feature_view(v) {
+                None => return Err(Error::view_not_found(v, self.project())),
+                Some(fv) if fv.is_aggregated() => {
+                    return Err(Error::invalid(
+                        "feature_views",
+                        format!("{v} aggregates its stream: its stream worker keeps it online, not materialize"),
+                    ))
+                }
+                Some(_) => {}
             }
         }
         Ok(views.to_vec())
@@ -411,6 +418,7 @@ impl FeatureStore {
                     .map(|f| (f.clone(), serving::output_name(r, f, full_feature_names)))
                     .collect(),
                 ttl_seconds: r.view.ttl_seconds,
+                aggregations: aggregations_of(r.view, &r.features)?,
             });
         }
         // On-demand views: join their input features too (as hidden columns when not asked for).
@@ -440,6 +448,7 @@ impl FeatureStore {
                             join_keys: fv.entity_columns.iter().map(|f| f.name.clone()).collect(),
                             features: Vec::new(),
                             ttl_seconds: fv.ttl_seconds,
+                            aggregations: Vec::new(),
                         });
                         views.len() - 1
                     }
@@ -449,6 +458,11 @@ impl FeatureStore {
                     None => {
                         let h = format!("__larder_odfv_input__{view}__{feature}");
                         views[idx].features.push((feature.clone(), h.clone()));
+                        if let Some(fv) = state.doc.feature_view(view).filter(|fv| fv.is_aggregated()) {
+                            views[idx]
+                                .aggregations
+                                .extend(aggregations_of(fv, std::slice::from_ref(feature))?);
+                        }
                         hidden.push(h.clone());
                         h
                     }
@@ -597,4 +611,24 @@ impl FeatureStore {
         }
         Ok(removed)
     }
+}
+
+/// The aggregation behind each of `features` of an aggregated view (empty for a plain view).
+fn aggregations_of(
+    view: &larder_registry::FeatureView,
+    features: &[String],
+) -> Result<Vec<larder_registry::Aggregation>> {
+    if !view.is_aggregated() {
+        return Ok(Vec::new());
+    }
+    features
+        .iter()
+        .map(|f| {
+            view.aggregations
+                .iter()
+                .find(|a| &a.output_name() == f)
+                .cloned()
+                .ok_or_else(|| Error::Internal(format!("view {}: no aggregation gives `{f}`", view.name)))
+        })
+        .collect()
 }

@@ -220,6 +220,7 @@ proptest! {
                         join_keys: vec!["id".into()],
                         features: vec![("v".into(), "v".into())],
                         ttl_seconds: ttl.map(|h| h * 3600),
+                        aggregations: vec![],
                     }],
                 })
                 .await

@@ -55,6 +55,9 @@ pub struct FeatureView {
     /// Maximum age of a feature value, in seconds; `None` or 0 means unlimited.
     #[serde(default)]
     pub ttl_seconds: Option<i64>,
+    /// Windowed aggregations of a stream feature view (its features are their outputs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aggregations: Vec<Aggregation>,
     /// Whether the view is materialized to and served from the online store.
     #[serde(default = "yes")]
     pub online: bool,
@@ -82,6 +85,134 @@ impl FeatureView {
     /// The ttl as a positive number of seconds, or `None` when values never expire.
     pub fn ttl(&self) -> Option<i64> {
         self.ttl_seconds.filter(|t| *t > 0)
+    }
+
+    /// Whether the view's features are windowed aggregations.
+    pub fn is_aggregated(&self) -> bool {
+        !self.aggregations.is_empty()
+    }
+
+    /// The tile length (seconds) of an aggregated view: the greatest common divisor of every
+    /// aggregation's slide interval, so that every window edge falls on a tile edge.
+    pub fn tile_seconds(&self) -> i64 {
+        self.aggregations
+            .iter()
+            .map(Aggregation::slide_seconds)
+            .fold(0, gcd)
+            .max(1)
+    }
+
+    /// The longest window of an aggregated view, in seconds.
+    pub fn max_window_seconds(&self) -> i64 {
+        self.aggregations
+            .iter()
+            .map(|a| a.time_window_seconds)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a.abs()
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// An aggregate function of [`Aggregation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AggregationFunction {
+    /// Sum of the values (DOUBLE).
+    Sum,
+    /// Number of events with a non-null value (INT64).
+    Count,
+    /// Mean of the values (DOUBLE).
+    Mean,
+    /// Smallest value (DOUBLE).
+    Min,
+    /// Largest value (DOUBLE).
+    Max,
+}
+
+impl AggregationFunction {
+    /// The function's name as written in definitions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AggregationFunction::Sum => "sum",
+            AggregationFunction::Count => "count",
+            AggregationFunction::Mean => "mean",
+            AggregationFunction::Min => "min",
+            AggregationFunction::Max => "max",
+        }
+    }
+
+    /// The type of the function's output.
+    pub fn output_type(self) -> ValueType {
+        match self {
+            AggregationFunction::Count => ValueType::Int64,
+            _ => ValueType::Double,
+        }
+    }
+}
+
+/// Feast's `Aggregation`: a function of one column over a sliding time window.
+///
+/// **Window semantics** (the same online and offline): with window `W` and slide `S` (`S`
+/// divides `W`; `S` defaults to `W`, a tumbling window), the value at time `T` aggregates the
+/// events whose event time `t` satisfies `window_start(T) <= t <= T`, where
+/// `window_start(T) = floor(T / S) * S - W + S`: the current, partial slide interval plus the
+/// `W / S - 1` complete ones before it. Edges are in UTC seconds since the epoch. An empty
+/// window gives `count = 0` and null for the other functions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aggregation {
+    /// The aggregated column (a feature column of the source's events).
+    pub column: String,
+    /// The function.
+    pub function: AggregationFunction,
+    /// Window length in seconds.
+    pub time_window_seconds: i64,
+    /// Slide interval in seconds; `None` means the window length.
+    #[serde(default)]
+    pub slide_interval_seconds: Option<i64>,
+    /// Output feature name; default `<function>_<column>_<window>` (window as `30s`, `10m`,
+    /// `1h`, `7d`: the largest unit that divides it).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Aggregation {
+    /// The slide interval in seconds.
+    pub fn slide_seconds(&self) -> i64 {
+        self.slide_interval_seconds
+            .filter(|s| *s > 0)
+            .unwrap_or(self.time_window_seconds)
+    }
+
+    /// The output feature's name.
+    pub fn output_name(&self) -> String {
+        if let Some(n) = self.name.as_ref().filter(|n| !n.is_empty()) {
+            return n.clone();
+        }
+        let w = self.time_window_seconds;
+        let window = if w > 0 && w % 86_400 == 0 {
+            format!("{}d", w / 86_400)
+        } else if w > 0 && w % 3_600 == 0 {
+            format!("{}h", w / 3_600)
+        } else if w > 0 && w % 60 == 0 {
+            format!("{}m", w / 60)
+        } else {
+            format!("{w}s")
+        };
+        format!("{}_{}_{window}", self.function.as_str(), self.column)
+    }
+
+    /// The first second of the window of time `t` (seconds since the epoch).
+    pub fn window_start(&self, t: i64) -> i64 {
+        let s = self.slide_seconds().max(1);
+        t.div_euclid(s) * s - self.time_window_seconds + s
     }
 }
 

@@ -12,8 +12,8 @@ mod value_type;
 
 pub use entity::Entity;
 pub use feature_service::{FeatureService, FeatureViewProjection};
-pub use feature_view::{FeatureView, Field, OnDemandFeatureView};
-pub use source::{DataSource, FileSource, PushSource, RequestSource};
+pub use feature_view::{Aggregation, AggregationFunction, FeatureView, Field, OnDemandFeatureView};
+pub use source::{DataSource, FileSource, KafkaSource, PushSource, RequestSource};
 pub use value_type::ValueType;
 
 use serde::{Deserialize, Serialize};
@@ -77,15 +77,25 @@ impl RegistryDoc {
     }
 
     /// The file source a feature view reads in batch: its own source, or the batch source of
-    /// its push source.
+    /// its push or Kafka source.
     pub fn batch_source(&self, view: &FeatureView) -> Option<&FileSource> {
-        match self.data_source(&view.source)? {
+        let batch = match self.data_source(&view.source)? {
+            DataSource::File(f) => return Some(f),
+            DataSource::Push(p) => &p.batch_source,
+            DataSource::Kafka(k) => &k.batch_source,
+            DataSource::Request(_) => return None,
+        };
+        match self.data_source(batch)? {
             DataSource::File(f) => Some(f),
-            DataSource::Push(p) => match self.data_source(&p.batch_source)? {
-                DataSource::File(f) => Some(f),
-                _ => None,
-            },
-            DataSource::Request(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The Kafka source of a stream feature view, if its source is one.
+    pub fn kafka_source(&self, view: &FeatureView) -> Option<&KafkaSource> {
+        match self.data_source(&view.source)? {
+            DataSource::Kafka(k) => Some(k),
+            _ => None,
         }
     }
 

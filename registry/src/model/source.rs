@@ -1,4 +1,4 @@
-//! Data sources: Parquet files, push sources and request sources.
+//! Data sources: Parquet files, push sources, Kafka topics and request sources.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,9 @@ pub enum DataSource {
     Push(PushSource),
     /// Values that arrive with each request (inputs of on-demand views).
     Request(RequestSource),
+    /// A Kafka topic of JSON events, consumed by Larder's stream workers, backed by a batch
+    /// source for offline data.
+    Kafka(KafkaSource),
 }
 
 impl DataSource {
@@ -25,6 +28,7 @@ impl DataSource {
             DataSource::File(s) => &s.name,
             DataSource::Push(s) => &s.name,
             DataSource::Request(s) => &s.name,
+            DataSource::Kafka(s) => &s.name,
         }
     }
 
@@ -34,6 +38,7 @@ impl DataSource {
             DataSource::File(_) => "file source",
             DataSource::Push(_) => "push source",
             DataSource::Request(_) => "request source",
+            DataSource::Kafka(_) => "kafka source",
         }
     }
 }
@@ -101,4 +106,50 @@ pub struct RequestSource {
     /// Owner.
     #[serde(default)]
     pub owner: String,
+}
+
+/// Feast's `KafkaSource` with a JSON message format: every message is one JSON object holding
+/// the join keys, the event timestamp and the feature columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSource {
+    /// Source name.
+    pub name: String,
+    /// `host:port[,host:port...]` of the brokers.
+    pub bootstrap_servers: String,
+    /// The topic to consume.
+    pub topic: String,
+    /// Event timestamp field of each message (ISO-8601 string or epoch seconds).
+    pub timestamp_field: String,
+    /// Field with the event's creation time, used to break event-timestamp ties.
+    #[serde(default)]
+    pub created_timestamp_column: Option<String>,
+    /// Message field name -> feature name.
+    #[serde(default)]
+    pub field_mapping: BTreeMap<String, String>,
+    /// Name of the file source that receives the stream's offline copy.
+    pub batch_source: String,
+    /// Message format; only `json` is supported.
+    #[serde(default = "json_format")]
+    pub message_format: String,
+    /// Feast's `JsonFormat(schema_json=...)`: a Spark DDL schema of the messages, kept as given.
+    #[serde(default)]
+    pub schema_json: String,
+    /// How late (seconds of event time) an event may arrive and still be counted in an
+    /// aggregation tile; older events go to the dead-letter destination.
+    #[serde(default)]
+    pub watermark_delay_seconds: Option<i64>,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Owner.
+    #[serde(default)]
+    pub owner: String,
+}
+
+fn json_format() -> String {
+    "json".into()
 }

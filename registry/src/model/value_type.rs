@@ -88,6 +88,14 @@ impl ValueType {
         )
     }
 
+    /// Whether the type is a number (what sum, mean, min and max aggregate).
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            ValueType::Int32 | ValueType::Int64 | ValueType::Float | ValueType::Double
+        )
+    }
+
     /// True when a source column of type `self` can be read as a field declared `declared`
     /// without losing meaning (same type, or a numeric widening/narrowing within ints or floats).
     pub fn compatible_with(self, declared: ValueType) -> bool {

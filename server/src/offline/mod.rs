@@ -3,6 +3,7 @@
 
 pub mod parquet;
 pub mod pit_join;
+pub mod window_agg;
 
 use std::fmt::Debug;
 
@@ -45,6 +46,9 @@ pub struct HistoricalView<'a> {
     pub features: Vec<(String, String)>,
     /// ttl in seconds (`None` or 0: unlimited).
     pub ttl_seconds: Option<i64>,
+    /// For a stream view with aggregations: the aggregation behind each entry of `features`
+    /// (same length); empty for a plain view.
+    pub aggregations: Vec<larder_registry::Aggregation>,
 }
 
 /// A `get_historical_features` request: entity rows plus the views to join.
@@ -83,4 +87,21 @@ pub trait OfflineStore: Debug + Send + Sync {
     /// Appends rows to a source atomically: a reader (a training set, a materialization) sees
     /// all of them or none. `batch` must have the schema of [`OfflineStore::source_schema`].
     async fn append(&self, source: &FileSource, batch: datafusion::arrow::array::RecordBatch) -> Result<usize>;
+
+    /// Like [`OfflineStore::append`], but into the part called `part` (a name without
+    /// extension), replacing a previous part of that name: a stream worker names parts by
+    /// partition and first offset, so a micro-batch replayed after a crash replaces its earlier
+    /// copy instead of duplicating it. An empty batch still replaces the part.
+    async fn append_part(
+        &self,
+        source: &FileSource,
+        batch: datafusion::arrow::array::RecordBatch,
+        part: &str,
+    ) -> Result<usize>;
+
+    /// The names (without extension) of the named parts appended to a source.
+    async fn parts(&self, source: &FileSource) -> Result<Vec<String>>;
+
+    /// Removes a named part (nothing when it does not exist).
+    async fn remove_part(&self, source: &FileSource, part: &str) -> Result<()>;
 }

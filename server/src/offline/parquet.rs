@@ -18,6 +18,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{cast, Expr};
 
 use super::pit_join::{final_sql, view_sql, ViewJoin, ENTITY_TS, ROW_ID};
+use super::window_agg::{window_sql, WindowJoin};
 use super::{HistoricalRequest, OfflineStore, PullRequest, CREATED_TS_COLUMN, EVENT_TS_COLUMN};
 use crate::error::{Error, Result};
 use crate::value::timestamps_nanos;
@@ -56,6 +57,36 @@ fn ts_literal(dt: &DataType, ns: i64) -> Result<ScalarValue> {
 }
 
 impl ParquetOfflineStore {
+    /// Appends `batch` as a new part, or as the part `part` (replacing it).
+    async fn append_to(&self, source: &FileSource, batch: RecordBatch, part: Option<String>) -> Result<usize> {
+        let path = self.path_of(source);
+        if path.contains("://") {
+            return Err(Error::NotImplemented(format!(
+                "appending to the object-store source {} ({path})",
+                source.name
+            )));
+        }
+        let expected = self.source_schema(source).await?;
+        let fields = |s: &Schema| {
+            s.fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect::<Vec<_>>()
+        };
+        if fields(&expected) != fields(&batch.schema()) {
+            return Err(Error::Internal(format!(
+                "append to source {}: the rows do not have the source's schema",
+                source.name
+            )));
+        }
+        let n = batch.num_rows();
+        let dir = appends_dir(&path);
+        tokio::task::spawn_blocking(move || write_part(&dir, &batch, part.as_deref()))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Offline(format!("append to source {} ({path}): {e}", source.name)))?;
+        Ok(n)
+    }
     /// A store resolving relative paths against `base_dir`.
     pub fn new(base_dir: impl Into<PathBuf>) -> Self {
         ParquetOfflineStore {
@@ -178,19 +209,59 @@ fn appends_dir(path: &str) -> PathBuf {
 }
 
 /// Writes `batch` as a new Parquet file in `dir`, atomically (temporary name, fsync, rename).
-fn write_part(dir: &std::path::Path, batch: &RecordBatch) -> std::io::Result<PathBuf> {
+/// `dt` with DataFusion's view types (what it reads strings as) replaced by the plain ones, so
+/// that appended files have the same Arrow schema as files written by other tools.
+fn plain_type(dt: &DataType) -> DataType {
+    match dt {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::List(f) => DataType::List(Arc::new(f.as_ref().clone().with_data_type(plain_type(f.data_type())))),
+        DataType::LargeList(f) => {
+            DataType::LargeList(Arc::new(f.as_ref().clone().with_data_type(plain_type(f.data_type()))))
+        }
+        other => other.clone(),
+    }
+}
+
+/// The batch with view-typed columns cast to plain types (see [`plain_type`]).
+fn plain_batch(batch: &RecordBatch) -> std::io::Result<RecordBatch> {
+    let schema = batch.schema();
+    if schema
+        .fields()
+        .iter()
+        .all(|f| plain_type(f.data_type()) == *f.data_type())
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        let dt = plain_type(f.data_type());
+        columns.push(datafusion::arrow::compute::cast(c, &dt).map_err(std::io::Error::other)?);
+        fields.push(f.as_ref().clone().with_data_type(dt));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(std::io::Error::other)
+}
+
+fn write_part(dir: &std::path::Path, batch: &RecordBatch, part: Option<&str>) -> std::io::Result<PathBuf> {
+    let batch = &plain_batch(batch)?;
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     std::fs::create_dir_all(dir)?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let name = format!(
-        "part-{stamp}-{}-{}.parquet",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
+    let name = match part {
+        Some(p) => format!("{p}.parquet"),
+        None => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!(
+                "part-{stamp}-{}-{}.parquet",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            )
+        }
+    };
     let tmp = dir.join(format!(".{name}.tmp"));
     let file = std::fs::File::create(&tmp)?;
     let mut writer =
@@ -404,8 +475,21 @@ impl OfflineStore for ParquetOfflineStore {
                 .ttl_seconds
                 .filter(|t| *t > 0)
                 .map(|t| t.saturating_mul(1_000_000_000));
+            let aggregated = !v.aggregations.is_empty();
             let mut filter = col(ident(ts_name)).lt_eq(lit(ts_literal(&ts_type, max_ts)?));
-            if let Some(ttl) = ttl_ns {
+            if aggregated {
+                // The earliest window start of any entity row.
+                let earliest = v
+                    .aggregations
+                    .iter()
+                    .map(|a| {
+                        a.window_start(min_ts.div_euclid(1_000_000_000))
+                            .saturating_mul(1_000_000_000)
+                    })
+                    .min()
+                    .unwrap_or(min_ts);
+                filter = filter.and(col(ident(ts_name)).gt_eq(lit(ts_literal(&ts_type, earliest)?)));
+            } else if let Some(ttl) = ttl_ns {
                 filter = filter.and(col(ident(ts_name)).gt_eq(lit(ts_literal(&ts_type, min_ts.saturating_sub(ttl))?)));
             }
             let mut select: Vec<Expr> = Vec::new();
@@ -444,7 +528,8 @@ impl OfflineStore for ParquetOfflineStore {
                 None => select.push(lit(0i64).alias("__created")),
             }
             for (j, (feature, _)) in v.features.iter().enumerate() {
-                select.push(col(ident(&source_column(v.source, feature))).alias(format!("__f{j}")));
+                let column = v.aggregations.get(j).map(|a| a.column.as_str()).unwrap_or(feature);
+                select.push(col(ident(&source_column(v.source, column))).alias(format!("__f{j}")));
             }
             let projected = table.filter(filter)?.select(select)?;
             let fsrc = format!("fsrc_{i}");
@@ -455,7 +540,24 @@ impl OfflineStore for ParquetOfflineStore {
                 outputs: v.features.iter().map(|(_, o)| o.clone()).collect(),
                 ttl_seconds: v.ttl_seconds,
             };
-            let result = ctx.sql(&view_sql(&join, "entity_df")).await?;
+            let sql = if aggregated {
+                window_sql(
+                    &WindowJoin {
+                        source_table: join.source_table.clone(),
+                        entity_keys: join.entity_keys.clone(),
+                        aggregations: v
+                            .aggregations
+                            .iter()
+                            .cloned()
+                            .zip(join.outputs.iter().cloned())
+                            .collect(),
+                    },
+                    "entity_df",
+                )
+            } else {
+                view_sql(&join, "entity_df")
+            };
+            let result = ctx.sql(&sql).await?;
             let name = format!("view_{i}");
             ctx.register_table(name.as_str(), result.into_view())?;
             views.push((name, join.outputs));
@@ -490,33 +592,43 @@ impl OfflineStore for ParquetOfflineStore {
     }
 
     async fn append(&self, source: &FileSource, batch: RecordBatch) -> Result<usize> {
+        self.append_to(source, batch, None).await
+    }
+
+    async fn append_part(&self, source: &FileSource, batch: RecordBatch, part: &str) -> Result<usize> {
+        if part.is_empty() || part.contains(['/', '\\']) || part.starts_with('.') {
+            return Err(Error::Internal(format!("bad part name `{part}`")));
+        }
+        self.append_to(source, batch, Some(part.to_string())).await
+    }
+
+    async fn parts(&self, source: &FileSource) -> Result<Vec<String>> {
         let path = self.path_of(source);
         if path.contains("://") {
-            return Err(Error::NotImplemented(format!(
-                "appending to the object-store source {} ({path})",
-                source.name
-            )));
+            return Ok(Vec::new());
         }
-        let expected = self.source_schema(source).await?;
-        let fields = |s: &Schema| {
-            s.fields()
-                .iter()
-                .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect::<Vec<_>>()
-        };
-        if fields(&expected) != fields(&batch.schema()) {
-            return Err(Error::Internal(format!(
-                "append to source {}: the rows do not have the source's schema",
-                source.name
-            )));
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(appends_dir(&path)) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(stem) = name.strip_suffix(".parquet").filter(|s| !s.starts_with('.')) {
+                    out.push(stem.to_string());
+                }
+            }
         }
-        let n = batch.num_rows();
-        let dir = appends_dir(&path);
-        tokio::task::spawn_blocking(move || write_part(&dir, &batch))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(|e| Error::Offline(format!("append to source {} ({path}): {e}", source.name)))?;
-        Ok(n)
+        Ok(out)
+    }
+
+    async fn remove_part(&self, source: &FileSource, part: &str) -> Result<()> {
+        if part.is_empty() || part.contains(['/', '\\']) || part.starts_with('.') {
+            return Err(Error::Internal(format!("bad part name `{part}`")));
+        }
+        let file = appends_dir(&self.path_of(source)).join(format!("{part}.parquet"));
+        match std::fs::remove_file(&file) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Offline(format!("removing {}: {e}", file.display()))),
+        }
     }
 
     async fn source_columns(&self, source: &FileSource) -> Result<Vec<SourceColumn>> {

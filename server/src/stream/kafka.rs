@@ -1,0 +1,100 @@
+//! The Kafka [`StreamSource`], on `rdkafka` (librdkafka): a consumer-group member with
+//! automatic commits off; offsets are committed by the worker after a micro-batch is stored.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use super::{StreamMessage, StreamSource};
+use crate::error::{Error, Result};
+
+/// A subscription to one topic.
+pub struct KafkaStream {
+    consumer: StreamConsumer,
+    topic: String,
+    servers: String,
+}
+
+impl KafkaStream {
+    /// Joins consumer group `group` on `topic`; `extra` are librdkafka settings (TLS, SASL...).
+    /// A group without committed offsets starts at the earliest message.
+    pub fn connect(servers: &str, topic: &str, group: &str, extra: &BTreeMap<String, String>) -> Result<Self> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", servers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", "6000")
+            .set("topic.metadata.refresh.interval.ms", "5000");
+        for (k, v) in extra {
+            cfg.set(k, v);
+        }
+        let consumer: StreamConsumer = cfg
+            .create()
+            .map_err(|e| Error::Unavailable(format!("Kafka consumer for {servers}: {e}")))?;
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| Error::Unavailable(format!("subscribing to {topic} on {servers}: {e}")))?;
+        Ok(KafkaStream {
+            consumer,
+            topic: topic.to_string(),
+            servers: servers.to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl StreamSource for KafkaStream {
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<StreamMessage>> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while out.len() < max.max(1) {
+            let received = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_) => break, // waited long enough
+                Ok(r) => r,
+            };
+            match received {
+                Ok(m) => out.push(StreamMessage {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                }),
+                Err(e) if out.is_empty() => {
+                    return Err(Error::Unavailable(format!(
+                        "Kafka {} ({}): {e}",
+                        self.topic, self.servers
+                    )))
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&mut self, batch: &[StreamMessage]) -> Result<()> {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for m in batch {
+            let n = next.entry(m.partition).or_insert(m.offset + 1);
+            *n = (*n).max(m.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in next {
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(o))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        // A synchronous commit blocks on the broker's answer: keep it off the async threads.
+        tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
+            .map_err(|e| Error::Unavailable(format!("committing offsets of {}: {e}", self.topic)))
+    }
+
+    fn describe(&self) -> String {
+        format!("Kafka topic {} on {}", self.topic, self.servers)
+    }
+}

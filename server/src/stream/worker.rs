@@ -1,0 +1,150 @@
+//! Stream workers: one consumer per stream feature view with a Kafka source, started and
+//! stopped as `apply` adds, changes or removes such views.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::dead_letter::{KafkaDeadLetters, ParquetDeadLetters};
+use super::kafka::KafkaStream;
+use super::{process_batch, DeadLetterSink, StreamSource, StreamView};
+use crate::config::DeadLetterConfig;
+use crate::error::Result;
+use crate::FeatureStore;
+
+/// What a worker was started for; a change restarts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Subscription {
+    servers: String,
+    topic: String,
+}
+
+fn subscriptions(store: &FeatureStore) -> BTreeMap<String, Subscription> {
+    let Ok(state) = store.state() else {
+        return BTreeMap::new();
+    };
+    state
+        .doc
+        .feature_views
+        .iter()
+        .filter(|v| v.online)
+        .filter_map(|v| {
+            let sv = StreamView::find(&state.doc, &v.name)?;
+            Some((
+                v.name.clone(),
+                Subscription {
+                    servers: sv.source.bootstrap_servers.clone(),
+                    topic: sv.source.topic.clone(),
+                },
+            ))
+        })
+        .collect()
+}
+
+fn dead_letters(store: &FeatureStore, servers: &str) -> Result<Arc<dyn DeadLetterSink>> {
+    let cfg = store.config();
+    Ok(match &cfg.stream.dead_letter {
+        DeadLetterConfig::Parquet { path } => Arc::new(ParquetDeadLetters::new(cfg.resolve_path(path))),
+        DeadLetterConfig::Kafka { topic } => Arc::new(KafkaDeadLetters::new(servers, topic, &cfg.stream.kafka)?),
+    })
+}
+
+/// Consumes `view` until `stop` turns true. A micro-batch that cannot be stored (a backend
+/// down) is retried, with backoff, until it is: offsets are committed only after that.
+async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut stop: watch::Receiver<bool>) {
+    let cfg = store.config().stream.clone();
+    let group = format!("{}.{}.{}", cfg.group_id_prefix, store.project(), view);
+    let mut backoff = Duration::from_millis(200);
+    let (mut source, sink) = loop {
+        match KafkaStream::connect(&sub.servers, &sub.topic, &group, &cfg.kafka)
+            .and_then(|s| Ok((s, dead_letters(&store, &sub.servers)?)))
+        {
+            Ok(x) => break x,
+            Err(e) => {
+                tracing::warn!(%view, error = %e, "stream worker cannot start; retrying");
+                if tokio::time::timeout(backoff, stop.changed()).await.is_ok() {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    tracing::info!(%view, source = %source.describe(), %group, "stream worker started");
+    let wait = Duration::from_millis(cfg.max_batch_wait_ms.max(1));
+    while !*stop.borrow() {
+        let batch = tokio::select! {
+            _ = stop.changed() => break,
+            b = source.next_batch(cfg.max_batch_events, wait) => b,
+        };
+        let batch = match batch {
+            Ok(b) if b.is_empty() => continue,
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(%view, error = %e, "reading the stream failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let result = match process_batch(&store, &view, &batch, sink.as_ref()).await {
+                Ok(outcome) => source.commit(&batch).await.map(|_| outcome),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(outcome) => {
+                    tracing::debug!(%view, ?outcome, "micro-batch stored");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(%view, error = %e, events = batch.len(), "storing a micro-batch failed; retrying");
+                    if tokio::time::timeout(backoff, stop.changed()).await.is_ok() {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    tracing::info!(%view, "stream worker stopped");
+}
+
+/// Runs a worker for every stream feature view with a Kafka source, re-reading the registry
+/// every `poll` to follow applies, until `stop` turns true.
+pub fn spawn_all(store: Arc<FeatureStore>, poll: Duration, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut running: BTreeMap<String, (Subscription, watch::Sender<bool>, JoinHandle<()>)> = BTreeMap::new();
+        loop {
+            let wanted = subscriptions(&store);
+            let stale: Vec<String> = running
+                .iter()
+                .filter(|(v, (sub, _, _))| wanted.get(*v) != Some(sub))
+                .map(|(v, _)| v.clone())
+                .collect();
+            for v in stale {
+                if let Some((_, tx, handle)) = running.remove(&v) {
+                    let _ = tx.send(true);
+                    let _ = handle.await;
+                }
+            }
+            for (v, sub) in wanted {
+                if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(v) {
+                    let (tx, rx) = watch::channel(false);
+                    let handle = tokio::spawn(run_view(Arc::clone(&store), slot.key().clone(), sub.clone(), rx));
+                    slot.insert((sub, tx, handle));
+                }
+            }
+            metrics::gauge!("larder_stream_workers").set(running.len() as f64);
+            if *stop.borrow() || tokio::time::timeout(poll, stop.changed()).await.is_ok() {
+                break;
+            }
+        }
+        for (_, (_, tx, handle)) in running {
+            let _ = tx.send(true);
+            let _ = handle.await;
+        }
+    })
+}

