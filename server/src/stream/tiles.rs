@@ -329,7 +329,14 @@ mod tests {
         }
         let last = events.last().unwrap().0;
         // Read at `t` with the events that happened by `t` (the online store at time `t`).
-        for t in [last, last + 59 * S, last + 61 * S, base + 3000 * S, base + 3600 * S, last + 900 * S] {
+        for t in [
+            last,
+            last + 59 * S,
+            last + 61 * S,
+            base + 3000 * S,
+            base + 3600 * S,
+            last + 900 * S,
+        ] {
             let known: Vec<(i64, f64)> = events.iter().copied().filter(|(ts, _)| *ts <= t).collect();
             let mut at_t = TileState::new(&v);
             for (i, (ts, x)) in known.iter().enumerate() {
