@@ -1,8 +1,8 @@
 //! The offline store seam: historical feature data, read for materialization (and, later,
 //! point-in-time-correct training sets).
 
+pub mod asof;
 pub mod parquet;
-pub mod pit_join;
 pub mod window_agg;
 
 use std::fmt::Debug;
@@ -71,7 +71,7 @@ pub trait OfflineStore: Debug + Send + Sync {
 
     /// The point-in-time-correct training set: every entity row (in input order) with every
     /// entity column, then each view's features as of the row's timestamp (see
-    /// [`pit_join`]).
+    /// [`asof`]).
     async fn get_historical_features(&self, request: HistoricalRequest<'_>) -> Result<SendableRecordBatchStream>;
 
     /// Runs an SQL query whose tables are the given batch sources (by source name), for an

@@ -9,15 +9,17 @@ use datafusion::prelude::{col, lit, ParquetReadOptions, SessionConfig, SessionCo
 use datafusion::scalar::ScalarValue;
 use larder_registry::{FileSource, SourceColumn};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{cast, Expr};
 
-use super::pit_join::{final_sql, view_sql, ViewJoin, ENTITY_TS, ROW_ID};
+use super::asof;
+use super::asof::{ENTITY_TS, ROW_ID};
 use super::window_agg::{window_sql, WindowJoin};
 use super::{HistoricalRequest, OfflineStore, PullRequest, CREATED_TS_COLUMN, EVENT_TS_COLUMN};
 use crate::error::{Error, Result};
@@ -295,7 +297,10 @@ fn ts_nanos_expr(column: &str, dt: &DataType) -> Result<Expr> {
 
 /// The entity table: the entity dataframe plus a row id and its timestamps in ns. Returns the
 /// table, the original column names, and the min and max entity timestamps.
-fn entity_table(req: &HistoricalRequest<'_>) -> Result<(MemTable, Vec<String>, i64, i64)> {
+/// The entity rows with a row id and their timestamp in ns: as a table for SQL, and as one
+/// batch; plus the entity column names and the smallest and largest timestamp.
+#[allow(clippy::type_complexity)]
+fn entity_table(req: &HistoricalRequest<'_>) -> Result<(MemTable, Vec<String>, i64, i64, RecordBatch)> {
     let schema = match req.entity.first() {
         Some(b) => b.schema(),
         None => return Err(Error::invalid("entity_df", "the entity dataframe is empty")),
@@ -373,8 +378,10 @@ fn entity_table(req: &HistoricalRequest<'_>) -> Result<(MemTable, Vec<String>, i
     if next_row == 0 {
         return Err(Error::invalid("entity_df", "the entity dataframe is empty"));
     }
+    let all = datafusion::arrow::compute::concat_batches(&out_schema, &batches)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let table = MemTable::try_new(out_schema, vec![batches])?;
-    Ok((table, columns, min_ts, max_ts))
+    Ok((table, columns, min_ts, max_ts, all))
 }
 
 /// Source column name for an output name, through the source's field mapping.
@@ -455,11 +462,18 @@ impl OfflineStore for ParquetOfflineStore {
     }
 
     async fn get_historical_features(&self, req: HistoricalRequest<'_>) -> Result<SendableRecordBatchStream> {
-        let (entity, entity_columns, min_ts, max_ts) = entity_table(&req)?;
+        let (entity, entity_columns, min_ts, max_ts, entity_batch) = entity_table(&req)?;
+        let entity_ts: Vec<i64> = entity_batch
+            .column_by_name(ENTITY_TS)
+            .ok_or_else(|| Error::Internal("no entity timestamps".into()))?
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec();
+        let mut indexes: HashMap<Vec<String>, Arc<asof::EntityIndex>> = HashMap::new();
+        let mut outputs: Vec<(String, ArrayRef)> = Vec::new();
         let ctx = Self::context()?;
         let entity_schema = datafusion::catalog::TableProvider::schema(&entity);
         ctx.register_table("entity_df", Arc::new(entity))?;
-        let mut views = Vec::new();
         for (i, v) in req.views.iter().enumerate() {
             let src = format!("src_{i}");
             self.register(&ctx, &src, v.source).await?;
@@ -532,38 +546,71 @@ impl OfflineStore for ParquetOfflineStore {
                 select.push(col(ident(&source_column(v.source, column))).alias(format!("__f{j}")));
             }
             let projected = table.filter(filter)?.select(select)?;
-            let fsrc = format!("fsrc_{i}");
-            ctx.register_table(fsrc.as_str(), projected.into_view())?;
-            let join = ViewJoin {
-                source_table: fsrc,
-                entity_keys: v.join_keys.clone(),
-                outputs: v.features.iter().map(|(_, o)| o.clone()).collect(),
-                ttl_seconds: v.ttl_seconds,
-            };
-            let sql = if aggregated {
-                window_sql(
+            let names: Vec<String> = v.features.iter().map(|(_, o)| o.clone()).collect();
+            let arrays = if aggregated {
+                let fsrc = format!("fsrc_{i}");
+                ctx.register_table(fsrc.as_str(), projected.into_view())?;
+                let sql = window_sql(
                     &WindowJoin {
-                        source_table: join.source_table.clone(),
-                        entity_keys: join.entity_keys.clone(),
-                        aggregations: v
-                            .aggregations
-                            .iter()
-                            .cloned()
-                            .zip(join.outputs.iter().cloned())
-                            .collect(),
+                        source_table: fsrc,
+                        entity_keys: v.join_keys.clone(),
+                        aggregations: v.aggregations.iter().cloned().zip(names.iter().cloned()).collect(),
                     },
                     "entity_df",
-                )
+                );
+                let batches = ctx.sql(&sql).await?.collect().await?;
+                by_row_id(&batches, entity_batch.num_rows())?
             } else {
-                view_sql(&join, "entity_df")
+                let index = match indexes.get(&v.join_keys) {
+                    Some(ix) => Arc::clone(ix),
+                    None => {
+                        let keys: Vec<ArrayRef> = v
+                            .join_keys
+                            .iter()
+                            .map(|k| {
+                                entity_batch
+                                    .column_by_name(k)
+                                    .cloned()
+                                    .ok_or_else(|| Error::Internal(format!("no entity column {k}")))
+                            })
+                            .collect::<Result<_>>()?;
+                        let ix = Arc::new(asof::EntityIndex::build(&keys, &entity_ts)?);
+                        indexes.insert(v.join_keys.clone(), Arc::clone(&ix));
+                        ix
+                    }
+                };
+                let n_keys = v.join_keys.len();
+                let types: Vec<DataType> = projected.schema().fields()[n_keys + 2..]
+                    .iter()
+                    .map(|f| f.data_type().clone())
+                    .collect();
+                let plan = projected.create_physical_plan().await?;
+                let parts = datafusion::physical_plan::execute_stream_partitioned(plan, ctx.task_ctx())?;
+                asof::join(index, parts, n_keys, &types, ttl_ns).await?
             };
-            let result = ctx.sql(&sql).await?;
-            let name = format!("view_{i}");
-            ctx.register_table(name.as_str(), result.into_view())?;
-            views.push((name, join.outputs));
+            outputs.extend(names.into_iter().zip(arrays));
         }
-        let df = ctx.sql(&final_sql("entity_df", &entity_columns, &views)).await?;
-        Ok(df.execute_stream().await?)
+        // Entity columns as given, then every view's features, in entity-row order.
+        let mut fields: Vec<Field> = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for c in &entity_columns {
+            let (_, f) = entity_schema
+                .column_with_name(c)
+                .ok_or_else(|| Error::Internal(format!("no entity column {c}")))?;
+            fields.push(f.clone());
+            columns.push(Arc::clone(entity_batch.column_by_name(c).expect("checked above")));
+        }
+        for (name, array) in outputs {
+            fields.push(Field::new(name, array.data_type().clone(), true));
+            columns.push(array);
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| Error::Internal(e.to_string()))?;
+        let parts: Vec<datafusion::error::Result<RecordBatch>> =
+            asof::chunks(&batch, 64 * 1024).into_iter().map(Ok).collect();
+        Ok(Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, futures::stream::iter(parts)),
+        ))
     }
 
     async fn query(&self, sql: &str, sources: &[&FileSource]) -> Result<Vec<RecordBatch>> {
@@ -645,6 +692,30 @@ impl OfflineStore for ParquetOfflineStore {
             })
             .collect())
     }
+}
+
+/// The feature columns of per-row-id results (`ROW_ID` first) placed in entity-row order.
+fn by_row_id(batches: &[RecordBatch], rows: usize) -> Result<Vec<ArrayRef>> {
+    let Some(first) = batches.first() else {
+        return Err(Error::Internal("no rows from an aggregated view".into()));
+    };
+    let all = datafusion::arrow::compute::concat_batches(&first.schema(), batches)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let ids = all.column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    let mut position = vec![u32::MAX; rows];
+    for (i, id) in ids.values().iter().enumerate() {
+        if let Some(p) = position.get_mut(*id as usize) {
+            *p = i as u32;
+        }
+    }
+    if position.contains(&u32::MAX) || all.num_rows() != rows {
+        return Err(Error::Internal("an aggregated view lost entity rows".into()));
+    }
+    let take = datafusion::arrow::array::UInt32Array::from(position);
+    all.columns()[1..]
+        .iter()
+        .map(|c| datafusion::arrow::compute::take(c, &take, None).map_err(|e| Error::Internal(e.to_string())))
+        .collect()
 }
 
 #[cfg(test)]

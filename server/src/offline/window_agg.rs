@@ -8,8 +8,8 @@
 
 use larder_registry::{Aggregation, AggregationFunction};
 
+use crate::offline::asof::{ENTITY_TS, ROW_ID};
 use crate::offline::parquet::ident;
-use crate::offline::pit_join::{ENTITY_TS, ROW_ID};
 
 /// One aggregated view of a historical request. Its source table is projected to `__k0..`
 /// (keys), `__ts` (ns) and `__f0..` (the aggregated column of each aggregation).
