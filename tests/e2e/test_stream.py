@@ -311,3 +311,17 @@ def test_materialize_refuses_an_aggregated_view(env):
         store.materialize(datetime(2020, 1, 1, tzinfo=timezone.utc), datetime(2020, 1, 2, tzinfo=timezone.utc),
                           feature_views=["tx_aggs"])
     assert e.value.status == 422 and "stream worker" in e.value.message
+
+
+def test_consumer_lag_and_event_age_are_published(env):
+    deadline = time.time() + 30
+    while True:
+        env.produce([(9, time.time_ns(), 1.0)])
+        text = requests.get(env.server.url + "/metrics", timeout=10).text
+        if "larder_stream_consumer_lag{" in text and "larder_stream_event_age_seconds{" in text:
+            break
+        assert time.time() < deadline, "stream lag metrics not published"
+        time.sleep(1)
+    # Caught up: the lag is small (events keep arriving one per second).
+    assert env.metric("larder_stream_consumer_lag") <= 10
+    assert 0 <= env.metric("larder_stream_event_age_seconds", view="tx_last") < 60

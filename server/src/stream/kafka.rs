@@ -16,6 +16,8 @@ pub struct KafkaStream {
     consumer: StreamConsumer,
     topic: String,
     servers: String,
+    group: String,
+    lag_checked: std::time::Instant,
 }
 
 impl KafkaStream {
@@ -43,7 +45,36 @@ impl KafkaStream {
             consumer,
             topic: topic.to_string(),
             servers: servers.to_string(),
+            group: group.to_string(),
+            lag_checked: std::time::Instant::now(),
         })
+    }
+
+    /// Publishes `larder_stream_consumer_lag` (messages between the group's position and the
+    /// end of each assigned partition), at most every 5 s: it asks the brokers.
+    fn record_lag(&mut self) {
+        if self.lag_checked.elapsed() < Duration::from_secs(5) {
+            return;
+        }
+        self.lag_checked = std::time::Instant::now();
+        let lag = tokio::task::block_in_place(|| -> Option<i64> {
+            let position = self.consumer.position().ok()?;
+            let mut lag = 0;
+            for e in position.elements() {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
+                    .ok()?;
+                if let Offset::Offset(o) = e.offset() {
+                    lag += (high - o).max(0);
+                }
+            }
+            Some(lag)
+        });
+        if let Some(lag) = lag {
+            metrics::gauge!("larder_stream_consumer_lag", "topic" => self.topic.clone(), "group" => self.group.clone())
+                .set(lag as f64);
+        }
     }
 }
 
@@ -71,6 +102,9 @@ impl StreamSource for KafkaStream {
                 }
                 Err(_) => break,
             }
+        }
+        if !out.is_empty() {
+            self.record_lag();
         }
         Ok(out)
     }

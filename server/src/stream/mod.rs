@@ -288,6 +288,7 @@ pub async fn process_batch(
         }
     }
 
+    let batch_newest = events.iter().map(|e| e.row.event_ts).max();
     let online = store.online()?;
     let mut outcome = BatchOutcome {
         ingested: events.len(),
@@ -326,6 +327,10 @@ pub async fn process_batch(
     } else if !events.is_empty() {
         let rows = events.into_iter().map(|e| e.row).collect();
         online.write_batch(store.project(), view, rows).await?;
+    }
+    if let Some(newest) = batch_newest {
+        let age = (crate::time::to_nanos(chrono::Utc::now()) - newest) as f64 / 1e9;
+        metrics::gauge!("larder_stream_event_age_seconds", "view" => view.to_string()).set(age);
     }
     metrics::counter!("larder_stream_events_total", "view" => view.to_string(), "outcome" => "ingested")
         .increment(outcome.ingested as u64);
