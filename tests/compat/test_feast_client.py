@@ -99,3 +99,52 @@ def test_a_repo_written_with_feast_applies_unmodified(tmp_path, feast_python):
         print(compare(REFERENCE / "expected" / "expected_ffn_false.parquet", df, tmp_path))
     finally:
         server.stop()
+
+
+FEAST_STREAM_DEFS = """
+from datetime import timedelta
+from feast import Entity, Field, FileSource, KafkaSource, StreamFeatureView
+from feast.aggregation import Aggregation
+from feast.data_format import JsonFormat
+from feast.types import Float64, Int64
+
+user = Entity(name="user", join_keys=["user_id"])
+tx_batch = FileSource(name="tx_batch", path="data/tx", timestamp_field="event_timestamp")
+tx_stream = KafkaSource(name="tx_stream", kafka_bootstrap_servers="127.0.0.1:9", topic="tx", timestamp_field="ts",
+    batch_source=tx_batch, message_format=JsonFormat(schema_json="user_id bigint, amount double, ts timestamp"),
+    watermark_delay_threshold=timedelta(minutes=5))
+tx_aggs = StreamFeatureView(name="tx_aggs", entities=[user], source=tx_stream, ttl=timedelta(days=1),
+    schema=[Field(name="user_id", dtype=Int64), Field(name="amount", dtype=Float64)],
+    aggregations=[Aggregation(column="amount", function="sum", time_window=timedelta(hours=1),
+                              slide_interval=timedelta(minutes=10))],
+    timestamp_field="ts", online=True, mode="spark")
+"""
+
+
+def test_a_feast_stream_feature_view_applies_unmodified(tmp_path, feast_python):
+    """Feast's KafkaSource, StreamFeatureView and Aggregation, as Feast users write them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    probe = subprocess.run([feast_python, "-c", "import larder"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("the Larder SDK is not installed in Feast's virtualenv (scripts/test.sh installs it)")
+    repo = tmp_path / "repo"
+    (repo / "data" / "tx").mkdir(parents=True)
+    pq.write_table(pa.schema([("user_id", pa.int64()), ("amount", pa.float64()),
+                              ("event_timestamp", pa.timestamp("us", tz="UTC"))]).empty_table(),
+                   repo / "data" / "tx" / "seed.parquet")
+    (repo / "definitions.py").write_text(FEAST_STREAM_DEFS)
+    (repo / "feature_store.yaml").write_text(
+        "project: feast_stream\nregistry: data/registry.json\nprovider: local\n"
+        "online_store:\n  type: rocksdb\n  path: data/online_store\nentity_key_serialization_version: 3\n")
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    larder.run("apply")
+    doc = json.loads(larder.run("registry", "dump").stdout)
+    doc = doc.get("doc", doc)
+    view = next(v for v in doc["feature_views"] if v["name"] == "tx_aggs")
+    assert [(f["name"], f["dtype"]) for f in view["features"]] == [("sum_amount_1h", "DOUBLE")]
+    assert view["aggregations"][0]["slide_interval_seconds"] == 600
+    src = next(s for s in doc["data_sources"] if s["name"] == "tx_stream")
+    assert (src["type"], src["topic"], src["batch_source"], src["watermark_delay_seconds"]) == ("kafka", "tx", "tx_batch", 300)

@@ -47,7 +47,7 @@ entity_key_serialization_version: 3
 DEFS = """\
 from datetime import timedelta
 
-from larder import Aggregation, Entity, Field, FileSource, JsonFormat, KafkaSource, StreamFeatureView
+from larder import Aggregation, Entity, Field, FileSource, JsonFormat, KafkaSource, PushSource, StreamFeatureView
 from larder.types import Float64, Int64, String
 
 user = Entity(name="user", join_keys=["user_id"])
@@ -65,6 +65,11 @@ tx_aggs = StreamFeatureView(
         Aggregation(column="amount", function="min", time_window=timedelta(days=1), slide_interval=timedelta(hours=1)),
         Aggregation(column="amount", function="max", time_window=timedelta(hours=1)),
     ],
+)
+pushed_batch = FileSource(name="pushed_batch", path="data/pushed", timestamp_field="event_timestamp")
+tx_pushed = StreamFeatureView(
+    name="tx_pushed", entities=[user], source=PushSource(name="tx_push", batch_source=pushed_batch),
+    schema=[Field(name="user_id", dtype=Int64), Field(name="amount", dtype=Float64)],
 )
 tx_last = StreamFeatureView(
     name="tx_last", entities=[user], source=tx_stream,
@@ -115,6 +120,10 @@ class Env:
         schema = pa.schema([("user_id", pa.int64()), ("amount", pa.float64()), ("merchant", pa.string()),
                             ("event_timestamp", pa.timestamp("us", tz="UTC"))])
         pq.write_table(schema.empty_table(), self.repo / "data" / "tx" / "seed.parquet")
+        (self.repo / "data" / "pushed").mkdir()
+        pq.write_table(pa.schema([("user_id", pa.int64()), ("amount", pa.float64()),
+                                  ("event_timestamp", pa.timestamp("us", tz="UTC"))]).empty_table(),
+                       self.repo / "data" / "pushed" / "seed.parquet")
         self.larder = Larder(self.repo)
         self.larder.run("apply")
         self.larder.env["LARDER_LOG"] = "info,larder_server=debug"
@@ -325,3 +334,21 @@ def test_consumer_lag_and_event_age_are_published(env):
     # Caught up: the lag is small (events keep arriving one per second).
     assert env.metric("larder_stream_consumer_lag") <= 10
     assert 0 <= env.metric("larder_stream_event_age_seconds", view="tx_last") < 60
+
+
+def test_push_feeds_a_stream_view_online_offline_or_both(env):
+    from larder import PushMode
+
+    store = FeatureStore(url=env.server.url)
+    t = pd.Timestamp.now(tz="UTC").floor("s")
+
+    def push(user, amount, to):
+        store.push("tx_push", pd.DataFrame({"user_id": [user], "amount": [amount], "event_timestamp": [t]}), to=to)
+
+    push(21, 1.5, PushMode.ONLINE)
+    push(22, 2.5, PushMode.OFFLINE)
+    push(23, 3.5, PushMode.ONLINE_AND_OFFLINE)
+    assert env.online(["tx_pushed:amount"], [21, 22, 23])["amount"] == [1.5, None, 3.5]
+    entity_df = pd.DataFrame({"user_id": [21, 22, 23], "event_timestamp": [t + pd.Timedelta(seconds=1)] * 3})
+    got = store.get_historical_features(entity_df=entity_df, features=["tx_pushed:amount"]).to_df()
+    assert [None if pd.isna(x) else x for x in got.sort_values("user_id")["amount"]] == [None, 2.5, 3.5]
