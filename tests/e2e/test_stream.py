@@ -41,6 +41,7 @@ offline_store:
 stream:
   group_id_prefix: GROUP
   max_batch_wait_ms: 20
+EXTRA
 entity_key_serialization_version: 3
 """
 
@@ -131,8 +132,8 @@ class Env:
         self.log = tmp / "server.log"
         self.server = Server(self.larder, log=self.log)
 
-    def set_group(self, group: str):
-        (self.repo / "feature_store.yaml").write_text(CONFIG.replace("GROUP", group))
+    def set_group(self, group: str, extra: str = ""):
+        (self.repo / "feature_store.yaml").write_text(CONFIG.replace("GROUP", group).replace("EXTRA\n", extra))
 
     def restart(self, kill=False):
         if kill:
@@ -352,3 +353,28 @@ def test_push_feeds_a_stream_view_online_offline_or_both(env):
     entity_df = pd.DataFrame({"user_id": [21, 22, 23], "event_timestamp": [t + pd.Timedelta(seconds=1)] * 3})
     got = store.get_historical_features(entity_df=entity_df, features=["tx_pushed:amount"]).to_df()
     assert [None if pd.isna(x) else x for x in got.sort_values("user_id")["amount"]] == [None, 2.5, 3.5]
+
+
+def test_dead_letters_can_go_to_a_kafka_topic(env):
+    from confluent_kafka import Consumer
+
+    env.broker.create_topic("tx_dlq", 1)
+    env.set_group("g3", "  dead_letter: {type: kafka, topic: tx_dlq}\n")
+    env.restart()
+    t = time.time_ns()
+    env.broker.produce("tx", [(31, {"user_id": 31, "amount": "NaN-ish", "ts": iso(t)})])
+    env.produce([(31, t, 4.0)])
+    env.wait_counts([31])
+    c = Consumer({"bootstrap.servers": env.broker.servers, "group.id": "dlq-reader", "auto.offset.reset": "earliest"})
+    c.subscribe(["tx_dlq"])
+    deadline = time.time() + 30
+    got = []
+    while not got and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m)
+    c.close()
+    assert got, "no dead letter on the topic"
+    headers = dict(got[0].headers())
+    assert b"amount" in headers["larder-reason"] and headers["larder-view"] in (b"tx_aggs", b"tx_last")
+    assert b"NaN-ish" in got[0].value()
