@@ -46,7 +46,10 @@ edf = pd.read_parquet(sys.argv[1])
 t = time.time()
 table = store.get_historical_features(entity_df=edf, features=json.loads(sys.argv[2])).to_arrow()
 dt = time.time() - t
-print(json.dumps({"seconds": dt, "rows": table.num_rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+import pyarrow.parquet as pq
+pq.write_table(table, sys.argv[3])
+print(json.dumps({"seconds": dt, "rows": table.num_rows, "peak_rss_mb": peak}))
 """
 
 
@@ -144,14 +147,28 @@ def main():
         feast = str(Path(args.feast_python).parent / "feast")
         subprocess.run([feast, "apply"], cwd=frepo, check=True, capture_output=True)
         (frepo / "run.py").write_text(FEAST_RUN)
-        p = subprocess.run([args.feast_python, "run.py", str(data / "entity_df.parquet"), json.dumps(FEATURES)],
+        p = subprocess.run([args.feast_python, "run.py", str(data / "entity_df.parquet"), json.dumps(FEATURES),
+                            str(work / "feast_out.parquet")],
                            cwd=frepo, capture_output=True, text=True)
         if p.returncode != 0:
             print(p.stderr[-3000:])
             raise SystemExit("feast failed")
         feast_r = json.loads(p.stdout.strip().splitlines()[-1])
         print(f"feast duckdb: {feast_r['seconds']:.2f} s, {feast_r['rows']:,} rows, process peak RSS {feast_r['peak_rss_mb']:.0f} MiB")
-        print(f"\n| join | Feast DuckDB | Larder | ratio |\n|---|---|---|---|")
+        # Same answers: both training sets, in one row order, cell by cell.
+        key = ["driver_id", "event_timestamp", "label"]
+        cols = key + [f.split(":")[1] for f in FEATURES]
+        ours = table.to_pandas()[cols].sort_values(key, kind="stable").reset_index(drop=True)
+        theirs = pd.read_parquet(work / "feast_out.parquet")[cols].sort_values(key, kind="stable").reset_index(drop=True)
+        ours["event_timestamp"] = pd.to_datetime(ours["event_timestamp"], utc=True)
+        theirs["event_timestamp"] = pd.to_datetime(theirs["event_timestamp"], utc=True)
+        for c in cols[3:]:
+            a, b = ours[c].astype("float64"), theirs[c].astype("float64")
+            same = (a == b) | (a.isna() & b.isna())
+            if not same.all():
+                raise SystemExit(f"{c}: {int((~same).sum())} rows differ from Feast's, e.g.\n{ours[~same].head()}\n{theirs[~same].head()}")
+        print(f"results: identical to Feast's, {len(ours):,} rows x {len(cols) - 3} features")
+        print("\n| join | Feast DuckDB | Larder | ratio |\n|---|---|---|---|")
         print(f"| {n:,} x {args.entity_rows:,} time | {feast_r['seconds']:.2f} s | {larder_s:.2f} s | {feast_r['seconds'] / larder_s:.2f}x faster |")
         print(f"| peak RSS | {feast_r['peak_rss_mb']:.0f} MiB | {larder_mb:.0f} MiB | {feast_r['peak_rss_mb'] / larder_mb:.2f}x |")
     finally:

@@ -14,6 +14,10 @@
 //! the entity rows, and the feature columns of the scanned rows kept for the final gather.
 
 use std::collections::HashMap;
+
+/// A hash map with a fast, non-cryptographic hasher (keys are not attacker-chosen collisions
+/// worth defending against here: one request's own entity keys).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordBatch};
@@ -33,9 +37,9 @@ pub const ENTITY_TS: &str = "__larder_entity_ts";
 /// Entity rows grouped by join key and sorted by timestamp within each group.
 pub struct EntityIndex {
     /// Key -> group id (single Int64 key).
-    int_groups: HashMap<i64, u32>,
+    int_groups: FastMap<i64, u32>,
     /// Key bytes (arrow row format) -> group id (any other key).
-    row_groups: HashMap<Box<[u8]>, u32>,
+    row_groups: FastMap<Box<[u8]>, u32>,
     /// Key types, for encoding the feature side's keys the same way.
     key_types: Vec<DataType>,
     /// Per group: `[start, end)` in `order`.
@@ -61,55 +65,56 @@ impl EntityIndex {
     pub fn build(keys: &[ArrayRef], ts: &[i64]) -> Result<Self> {
         let n = ts.len();
         let mut idx = EntityIndex {
-            int_groups: HashMap::new(),
-            row_groups: HashMap::new(),
+            int_groups: FastMap::default(),
+            row_groups: FastMap::default(),
             key_types: keys.iter().map(|k| k.data_type().clone()).collect(),
             ranges: Vec::new(),
             order: Vec::with_capacity(n),
             sorted_ts: Vec::with_capacity(n),
             rows: n,
         };
-        let mut group_of: Vec<u32> = vec![u32::MAX; n];
-        let mut next = 0u32;
         let valid = |i: usize| keys.iter().all(|k| k.is_valid(i));
+        // (group or key, ts, row), sorted: each key's rows become one run, in time order.
+        let mut sorted: Vec<(i64, i64, u32)> = Vec::with_capacity(n);
         if let Some(k) = int_key(keys) {
-            for (i, g) in group_of.iter_mut().enumerate() {
-                if valid(i) {
-                    *g = *idx.int_groups.entry(k.value(i)).or_insert_with(|| {
-                        next += 1;
-                        next - 1
-                    });
-                }
+            for i in (0..n).filter(|i| valid(*i)) {
+                sorted.push((k.value(i), ts[i], i as u32));
             }
         } else {
             let conv = RowConverter::new(idx.key_types.iter().map(|t| SortField::new(t.clone())).collect())
                 .map_err(|e| Error::Internal(e.to_string()))?;
             let rows = conv.convert_columns(keys).map_err(|e| Error::Internal(e.to_string()))?;
-            for (i, g) in group_of.iter_mut().enumerate() {
-                if valid(i) {
-                    let key: Box<[u8]> = rows.row(i).as_ref().into();
-                    *g = *idx.row_groups.entry(key).or_insert_with(|| {
-                        next += 1;
-                        next - 1
-                    });
-                }
+            let mut next = 0u32;
+            for i in (0..n).filter(|i| valid(*i)) {
+                let key: Box<[u8]> = rows.row(i).as_ref().into();
+                let g = *idx.row_groups.entry(key).or_insert_with(|| {
+                    next += 1;
+                    next - 1
+                });
+                sorted.push((i64::from(g), ts[i], i as u32));
             }
+            idx.ranges = vec![(0, 0); next as usize];
         }
-        let mut sorted: Vec<u32> = (0..n as u32).filter(|i| group_of[*i as usize] != u32::MAX).collect();
-        sorted.sort_unstable_by_key(|i| (group_of[*i as usize], ts[*i as usize]));
-        idx.ranges = vec![(0, 0); next as usize];
+        sorted.sort_unstable();
+        let int = int_key(keys).is_some();
         let mut start = 0usize;
         while start < sorted.len() {
-            let g = group_of[sorted[start] as usize];
-            let mut end = start;
-            while end < sorted.len() && group_of[sorted[end] as usize] == g {
+            let k = sorted[start].0;
+            let mut end = start + 1;
+            while end < sorted.len() && sorted[end].0 == k {
                 end += 1;
             }
-            idx.ranges[g as usize] = (start as u32, end as u32);
+            let range = (start as u32, end as u32);
+            if int {
+                idx.int_groups.insert(k, idx.ranges.len() as u32);
+                idx.ranges.push(range);
+            } else {
+                idx.ranges[k as usize] = range;
+            }
             start = end;
         }
-        idx.sorted_ts = sorted.iter().map(|i| ts[*i as usize]).collect();
-        idx.order = sorted;
+        idx.sorted_ts = sorted.iter().map(|r| r.1).collect();
+        idx.order = sorted.iter().map(|r| r.2).collect();
         Ok(idx)
     }
 }
@@ -232,10 +237,12 @@ pub async fn join(
         .into_iter()
         .map(|s| tokio::spawn(scan(Arc::clone(&index), s, n_keys)))
         .collect();
+    let started = std::time::Instant::now();
     let mut scans = Vec::with_capacity(tasks.len());
     for t in tasks {
         scans.push(t.await.map_err(|e| Error::Internal(e.to_string()))??);
     }
+    tracing::debug!(elapsed = ?started.elapsed(), partitions = scans.len(), "feature rows scanned");
     // Merge the tasks' candidates: (task, at) of the best at each position.
     let n = index.order.len();
     let mut ts = vec![i64::MIN; n];
@@ -266,6 +273,7 @@ pub async fn join(
             }
         }
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "matches resolved");
     // Gather each feature: sources are every kept batch of every task, plus one null row.
     let mut base = Vec::with_capacity(scans.len());
     let mut total = 0usize;

@@ -462,6 +462,7 @@ impl OfflineStore for ParquetOfflineStore {
     }
 
     async fn get_historical_features(&self, req: HistoricalRequest<'_>) -> Result<SendableRecordBatchStream> {
+        let started = std::time::Instant::now();
         let (entity, entity_columns, min_ts, max_ts, entity_batch) = entity_table(&req)?;
         let entity_ts: Vec<i64> = entity_batch
             .column_by_name(ENTITY_TS)
@@ -575,6 +576,7 @@ impl OfflineStore for ParquetOfflineStore {
                             })
                             .collect::<Result<_>>()?;
                         let ix = Arc::new(asof::EntityIndex::build(&keys, &entity_ts)?);
+                        tracing::debug!(elapsed = ?started.elapsed(), "entity rows indexed");
                         indexes.insert(v.join_keys.clone(), Arc::clone(&ix));
                         ix
                     }
@@ -588,6 +590,7 @@ impl OfflineStore for ParquetOfflineStore {
                 let parts = datafusion::physical_plan::execute_stream_partitioned(plan, ctx.task_ctx())?;
                 asof::join(index, parts, n_keys, &types, ttl_ns).await?
             };
+            tracing::debug!(view = %v.view, elapsed = ?started.elapsed(), "view joined");
             outputs.extend(names.into_iter().zip(arrays));
         }
         // Entity columns as given, then every view's features, in entity-row order.
