@@ -6,7 +6,7 @@ store on the same generated data, in one run. Not a test.
 
 Data: `keys` drivers x hourly rows (feature rows = keys x hours), created = ts + 5 min, ttl
 2 h; entity rows pick random drivers and random times (whole seconds) over the range. Prints
-both wall times (entity_df in, Arrow table out), the ratio, and both peak RSS figures
+both wall times (entity_df in, Arrow table out; median of --runs joins, default 3), the ratio, and both peak RSS figures
 (Larder: the server process; Feast: the whole client process that runs the join).
 """
 
@@ -43,13 +43,16 @@ import pandas as pd
 from feast import FeatureStore
 store = FeatureStore(repo_path=".")
 edf = pd.read_parquet(sys.argv[1])
-t = time.time()
-table = store.get_historical_features(entity_df=edf, features=json.loads(sys.argv[2])).to_arrow()
-dt = time.time() - t
+times = []
+for _ in range(int(sys.argv[4])):
+    t = time.time()
+    table = store.get_historical_features(entity_df=edf, features=json.loads(sys.argv[2])).to_arrow()
+    times.append(time.time() - t)
+dt = sorted(times)[len(times) // 2]
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 import pyarrow.parquet as pq
 pq.write_table(table, sys.argv[3])
-print(json.dumps({"seconds": dt, "rows": table.num_rows, "peak_rss_mb": peak}))
+print(json.dumps({"seconds": dt, "all": times, "rows": table.num_rows, "peak_rss_mb": peak}))
 """
 
 
@@ -99,6 +102,7 @@ def main():
     ap.add_argument("--feast-python", required=True)
     ap.add_argument("--feature-rows", type=int, default=10_000_000)
     ap.add_argument("--entity-rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3, help="joins per side; the median is reported")
     args = ap.parse_args()
     os.environ.setdefault("LARDER_PYTHON", sys.executable)  # the exporter needs the SDK
     work = Path(tempfile.mkdtemp(prefix="larder-pit-"))
@@ -127,15 +131,18 @@ def main():
                 except Exception:
                     time.sleep(0.1)
             edf = pd.read_parquet(data / "entity_df.parquet")
-            t = time.time()
-            table = store.get_historical_features(entity_df=edf, features=FEATURES).to_arrow()
-            larder_s = time.time() - t
+            times = []
+            for _ in range(args.runs):
+                t = time.time()
+                table = store.get_historical_features(entity_df=edf, features=FEATURES).to_arrow()
+                times.append(time.time() - t)
+            larder_s = sorted(times)[len(times) // 2]
             larder_mb = peak_rss_mb(server.pid)
             matched = table.num_rows - table.column("conv_rate").null_count
         finally:
             server.terminate()
             server.wait()
-        print(f"larder: {larder_s:.2f} s, {table.num_rows:,} rows ({matched:,} matched), server peak RSS {larder_mb:.0f} MiB", flush=True)
+        print(f"larder: runs {', '.join(f'{x:.2f}' for x in times)} s, median {larder_s:.2f} s, {table.num_rows:,} rows ({matched:,} matched), server peak RSS {larder_mb:.0f} MiB", flush=True)
 
         # Feast with its DuckDB offline store.
         frepo = work / "feast"
@@ -148,13 +155,13 @@ def main():
         subprocess.run([feast, "apply"], cwd=frepo, check=True, capture_output=True)
         (frepo / "run.py").write_text(FEAST_RUN)
         p = subprocess.run([args.feast_python, "run.py", str(data / "entity_df.parquet"), json.dumps(FEATURES),
-                            str(work / "feast_out.parquet")],
+                            str(work / "feast_out.parquet"), str(args.runs)],
                            cwd=frepo, capture_output=True, text=True)
         if p.returncode != 0:
             print(p.stderr[-3000:])
             raise SystemExit("feast failed")
         feast_r = json.loads(p.stdout.strip().splitlines()[-1])
-        print(f"feast duckdb: {feast_r['seconds']:.2f} s, {feast_r['rows']:,} rows, process peak RSS {feast_r['peak_rss_mb']:.0f} MiB")
+        print(f"feast duckdb: runs {', '.join(f'{x:.2f}' for x in feast_r['all'])} s, median {feast_r['seconds']:.2f} s, {feast_r['rows']:,} rows, process peak RSS {feast_r['peak_rss_mb']:.0f} MiB")
         # Same answers: both training sets, in one row order, cell by cell.
         key = ["driver_id", "event_timestamp", "label"]
         cols = key + [f.split(":")[1] for f in FEATURES]
@@ -169,7 +176,7 @@ def main():
                 raise SystemExit(f"{c}: {int((~same).sum())} rows differ from Feast's, e.g.\n{ours[~same].head()}\n{theirs[~same].head()}")
         print(f"results: identical to Feast's, {len(ours):,} rows x {len(cols) - 3} features")
         print("\n| join | Feast DuckDB | Larder | ratio |\n|---|---|---|---|")
-        print(f"| {n:,} x {args.entity_rows:,} time | {feast_r['seconds']:.2f} s | {larder_s:.2f} s | {feast_r['seconds'] / larder_s:.2f}x faster |")
+        print(f"| {n:,} x {args.entity_rows:,} time (median of {args.runs}) | {feast_r['seconds']:.2f} s | {larder_s:.2f} s | {feast_r['seconds'] / larder_s:.2f}x faster |")
         print(f"| peak RSS | {feast_r['peak_rss_mb']:.0f} MiB | {larder_mb:.0f} MiB | {feast_r['peak_rss_mb'] / larder_mb:.2f}x |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
