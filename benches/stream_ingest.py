@@ -79,7 +79,10 @@ total = int(total)
 store = FeatureStore(repo_path=repo)
 c = Consumer({"bootstrap.servers": servers, "group.id": group, "auto.offset.reset": "earliest",
               "enable.auto.commit": False})
-c.subscribe([topic])
+assigned = []
+c.subscribe([topic], on_assign=lambda consumer, parts: assigned.extend(parts))
+while not assigned:  # joined the group: from here on, latency is the pipeline's, not the join's
+    c.poll(0.1)
 seen, started, lat = 0, None, []
 print("ready", flush=True)
 while seen < total:
@@ -93,7 +96,7 @@ while seen < total:
     df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
     store.push("ev_push", df[["user_id", "amount", "seq", "event_timestamp"]])
     done = time.time_ns()
-    lat += [(done - r["sent_ns"]) / 1e6 for r in rows if r["user_id"] == 0]
+    lat += [(done - r["sent_ns"]) / 1e6 for r in rows if r["user_id"] < 0]
     c.commit(asynchronous=False)
     seen += len(rows)
 elapsed = time.perf_counter() - started
@@ -129,17 +132,20 @@ def metric(url: str, name: str, **labels) -> float:
     return total
 
 
-def read_seq(url: str) -> int:
-    body = json.dumps({"features": ["ev_last:seq"], "entities": {"user_id": [0]}}).encode()
+PROBE_USERS = 20  # probes cycle over users -1..-20, so each stays readable for a second
+
+
+def read_seqs(url: str) -> list:
+    body = json.dumps({"features": ["ev_last:seq"],
+                       "entities": {"user_id": [-(i + 1) for i in range(PROBE_USERS)]}}).encode()
     req = urllib.request.Request(url + "/get-online-features", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
-        v = json.loads(r.read())["results"][1]["values"][0]
-    return -1 if v is None else int(v)
+        return json.loads(r.read())["results"][1]["values"]
 
 
 def load(broker: Broker, topic: str, rate: int, duration: float, on_probe):
-    """Background events at `rate`/s for `duration` s; every 50 ms a probe (user 0) whose send
-    time is given to `on_probe(seq, sent_ns)`."""
+    """Background events at `rate`/s for `duration` s; every 50 ms a probe (users -1..-20 in
+    turn) whose send time is given to `on_probe(seq, sent_ns)`."""
     p = broker.producer(**{"linger.ms": 0})
     t0 = time.perf_counter()
     i, probe = 0, 0
@@ -153,9 +159,10 @@ def load(broker: Broker, topic: str, rate: int, duration: float, on_probe):
         if now >= next_probe:
             probe += 1
             sent = time.time_ns()
-            e = event(0, probe, 1.0)
+            user = -((probe - 1) % PROBE_USERS) - 1
+            e = event(user, probe, 1.0)
             e["sent_ns"] = sent
-            p.produce(topic, key=b"0", value=json.dumps(e).encode())
+            p.produce(topic, key=str(user).encode(), value=json.dumps(e).encode())
             p.poll(0)
             on_probe(probe, sent)
             next_probe += 0.05
@@ -215,12 +222,14 @@ def main():
         stop = threading.Event()
 
         def poll():
-            last = 0
+            seen = set()
             while not stop.is_set():
-                s = read_seq(url)
-                if s > last and s in probes:
-                    lat.append((time.time_ns() - probes[s]) / 1e6)
-                    last = s
+                values = read_seqs(url)
+                now = time.time_ns()
+                for s in values:
+                    if s is not None and s in probes and s not in seen:
+                        seen.add(s)
+                        lat.append((now - probes[s]) / 1e6)
                 time.sleep(0.001)
 
         poller = threading.Thread(target=poll)

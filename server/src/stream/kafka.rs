@@ -31,6 +31,8 @@ impl KafkaStream {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "6000")
+            // Fresh events within milliseconds: do not let the broker hold a fetch for long.
+            .set("fetch.wait.max.ms", "10")
             .set("topic.metadata.refresh.interval.ms", "5000");
         for (k, v) in extra {
             cfg.set(k, v);

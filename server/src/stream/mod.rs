@@ -97,8 +97,8 @@ struct Event {
     row: OnlineRow,
     /// Aggregated column values (aggregated views).
     agg_values: Vec<Option<f64>>,
-    /// The event as one offline row.
-    offline: RecordBatch,
+    /// The message's fields that the batch source has (one row each).
+    offline: IndexMap<String, Vec<Json>>,
 }
 
 /// The parts of the registry a worker needs for its view.
@@ -180,14 +180,32 @@ fn decode(
     }
     // Fields the batch source does not have are not part of the offline copy.
     df.retain(|k, _| schema.field_with_name(k).is_ok());
-    let offline = crate::ingest::offline_batch(&df, schema, &sv.batch.name).map_err(reason)?;
     Ok(Event {
         partition: m.partition,
         offset: m.offset,
         row,
         agg_values,
-        offline,
+        offline: df,
     })
+}
+
+/// One-row column maps merged into one column map (a column missing in a row is null there).
+fn merge_rows<'a>(rows: impl Iterator<Item = &'a IndexMap<String, Vec<Json>>>) -> IndexMap<String, Vec<Json>> {
+    let mut out: IndexMap<String, Vec<Json>> = IndexMap::new();
+    let mut n = 0;
+    for row in rows {
+        for (k, v) in row {
+            let col = out.entry(k.clone()).or_insert_with(|| vec![Json::Null; n]);
+            col.push(v.first().cloned().unwrap_or(Json::Null));
+        }
+        n += 1;
+        for col in out.values_mut() {
+            if col.len() < n {
+                col.push(Json::Null);
+            }
+        }
+    }
+    out
 }
 
 /// The prefix of the offline parts a stream source's worker writes for `partition`.
@@ -241,6 +259,53 @@ pub async fn process_batch(
             }),
         }
     }
+    // The offline rows of each partition as one batch; an event whose fields do not fit the
+    // batch source's types is found one by one (rare) and dead-lettered.
+    let mut offline_parts: BTreeMap<i32, RecordBatch> = BTreeMap::new();
+    if writes_offline(&sv) {
+        let partitions: Vec<i32> = {
+            let mut ps: Vec<i32> = events.iter().map(|e| e.partition).collect();
+            ps.sort_unstable();
+            ps.dedup();
+            ps
+        };
+        for p in partitions {
+            if !events.iter().any(|e| e.partition == p) {
+                continue;
+            }
+            let merged = merge_rows(events.iter().filter(|e| e.partition == p).map(|e| &e.offline));
+            let rows = match crate::ingest::offline_batch(&merged, &schema, &sv.batch.name) {
+                Ok(b) => b,
+                Err(_) => {
+                    let mut keep = Vec::with_capacity(events.len());
+                    for e in events.drain(..) {
+                        match (e.partition == p)
+                            .then(|| crate::ingest::offline_batch(&e.offline, &schema, &sv.batch.name))
+                        {
+                            Some(Err(err)) => letters.push(DeadLetter {
+                                partition: e.partition,
+                                offset: e.offset,
+                                payload: batch
+                                    .iter()
+                                    .find(|m| m.partition == e.partition && m.offset == e.offset)
+                                    .and_then(|m| m.payload.clone())
+                                    .unwrap_or_default(),
+                                reason: reason(err),
+                            }),
+                            _ => keep.push(e),
+                        }
+                    }
+                    events = keep;
+                    if !events.iter().any(|e| e.partition == p) {
+                        continue;
+                    }
+                    let merged = merge_rows(events.iter().filter(|e| e.partition == p).map(|e| &e.offline));
+                    crate::ingest::offline_batch(&merged, &schema, &sv.batch.name)?
+                }
+            };
+            offline_parts.insert(p, rows);
+        }
+    }
     // First offset of each partition in this micro-batch (good or bad events alike).
     let mut firsts: BTreeMap<i32, i64> = BTreeMap::new();
     for m in batch {
@@ -268,13 +333,9 @@ pub async fn process_batch(
                 .map(|m| m.offset)
                 .max()
                 .unwrap_or(*first);
-            let rows: Vec<RecordBatch> = events
-                .iter()
-                .filter(|e| e.partition == *partition)
-                .map(|e| e.offline.clone())
-                .collect();
-            let part = datafusion::arrow::compute::concat_batches(&schema, &rows)
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let part = offline_parts
+                .remove(partition)
+                .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&schema)));
             let prefix = part_prefix(&sv.source.name, *partition);
             let name = format!("{prefix}{first}-{last}");
             store.offline().append_part(sv.batch, part, &name).await?;
