@@ -229,6 +229,9 @@ pub struct StreamConfig {
     pub max_batch_events: usize,
     /// Longest wait (ms) to fill a micro-batch before it is processed.
     pub max_batch_wait_ms: u64,
+    /// How often (ms) the offline copy is appended (one Parquet part per partition) and the
+    /// offsets committed; online writes do not wait for it.
+    pub offline_flush_ms: u64,
     /// Where events that cannot be ingested go.
     pub dead_letter: DeadLetterConfig,
     /// Extra librdkafka consumer settings (`security.protocol`, `sasl.*`, ...).
@@ -240,7 +243,8 @@ impl Default for StreamConfig {
         StreamConfig {
             group_id_prefix: "larder".into(),
             max_batch_events: 5000,
-            max_batch_wait_ms: 50,
+            max_batch_wait_ms: 20,
+            offline_flush_ms: 5000,
             dead_letter: DeadLetterConfig::default(),
             kafka: BTreeMap::new(),
         }

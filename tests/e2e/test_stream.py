@@ -41,6 +41,7 @@ offline_store:
 stream:
   group_id_prefix: GROUP
   max_batch_wait_ms: 20
+  offline_flush_ms: 200
 EXTRA
 entity_key_serialization_version: 3
 """

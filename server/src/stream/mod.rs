@@ -7,11 +7,12 @@
 //! 1. decodes and validates every message; a bad one (unparseable JSON, missing key or
 //!    timestamp, wrong type) goes to the dead-letter sink with its reason and never stops the
 //!    worker;
-//! 2. appends the good events to the view's batch source as one Parquet part per partition,
-//!    named by partition and first offset, so a replayed micro-batch replaces its copy;
-//! 3. writes the online store: newest-wins rows for a plain view, or the merged time tiles of
-//!    an aggregated one ([`tiles`]), which record the offsets they hold;
-//! 4. only then commits the offsets.
+//! 2. writes the online store at once: newest-wins rows for a plain view, or the merged time
+//!    tiles of an aggregated one ([`tiles`]), which record the offsets they hold;
+//! 3. keeps the good events' offline rows until the next flush (`stream.offline_flush_ms`),
+//!    which appends them to the view's batch source as one Parquet part per partition, named
+//!    by its offsets range, so a replayed range replaces its copy (and parts stay large);
+//! 4. only after a flush commits the offsets it covers.
 //!
 //! Delivery is at-least-once; the writes are idempotent, so a restart loses nothing and counts
 //! nothing twice.
@@ -225,7 +226,7 @@ fn part_range(name: &str, prefix: &str) -> Option<(i64, i64)> {
 
 /// Whether `view` writes the offline copy of its Kafka source: of several views fed by one
 /// source, the first by name does, so that each event is appended once.
-fn writes_offline(sv: &StreamView<'_>) -> bool {
+pub fn writes_offline(sv: &StreamView<'_>) -> bool {
     sv.doc
         .feature_views
         .iter()
@@ -235,12 +236,60 @@ fn writes_offline(sv: &StreamView<'_>) -> bool {
         == Some(sv.view.name.as_str())
 }
 
-/// Processes one micro-batch of `view` (steps 1-3 of the module docs); the caller commits.
+/// Offline rows of processed micro-batches not yet appended to the batch source, per
+/// partition with the offsets range they cover.
+#[derive(Debug, Default)]
+pub struct PendingOffline {
+    /// Partition -> (first offset, last offset, rows).
+    partitions: BTreeMap<i32, (i64, i64, Vec<RecordBatch>)>,
+    /// Rows waiting.
+    pub rows: usize,
+}
+
+impl PendingOffline {
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.partitions.is_empty()
+    }
+}
+
+/// Appends the pending offline rows of `view` to its batch source: one part per partition
+/// named by its offsets range. A replayed range supersedes the parts that start inside it
+/// (written before a crash or by an earlier consumer group), so no event is appended twice.
+pub async fn flush_offline(store: &FeatureStore, view: &str, pending: &mut PendingOffline) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let state = store.state()?;
+    let sv = StreamView::find(&state.doc, view).ok_or_else(|| Error::view_not_found(view, store.project()))?;
+    let schema = store.offline().source_schema(sv.batch).await?;
+    let existing = store.offline().parts(sv.batch).await?;
+    for (partition, (first, last, rows)) in &pending.partitions {
+        let part =
+            datafusion::arrow::compute::concat_batches(&schema, rows).map_err(|e| Error::Internal(e.to_string()))?;
+        let prefix = part_prefix(&sv.source.name, *partition);
+        let name = format!("{prefix}{first}-{last}");
+        store.offline().append_part(sv.batch, part, &name).await?;
+        for old in &existing {
+            if let Some((f, _)) = part_range(old, &prefix) {
+                if f >= *first && f <= *last && old != &name {
+                    store.offline().remove_part(sv.batch, old).await?;
+                }
+            }
+        }
+    }
+    *pending = PendingOffline::default();
+    Ok(())
+}
+
+/// Processes one micro-batch of `view`: dead letters out, online written; the offline rows
+/// go to `pending` (`None` when this view does not write the source's offline copy).
 pub async fn process_batch(
     store: &FeatureStore,
     view: &str,
     batch: &[StreamMessage],
     dead_letters: &dyn DeadLetterSink,
+    pending: Option<&mut PendingOffline>,
 ) -> Result<BatchOutcome> {
     let state = store.state()?;
     let sv = StreamView::find(&state.doc, view).ok_or_else(|| Error::view_not_found(view, store.project()))?;
@@ -262,7 +311,7 @@ pub async fn process_batch(
     // The offline rows of each partition as one batch; an event whose fields do not fit the
     // batch source's types is found one by one (rare) and dead-lettered.
     let mut offline_parts: BTreeMap<i32, RecordBatch> = BTreeMap::new();
-    if writes_offline(&sv) {
+    if pending.is_some() {
         let partitions: Vec<i32> = {
             let mut ps: Vec<i32> = events.iter().map(|e| e.partition).collect();
             ps.sort_unstable();
@@ -321,30 +370,20 @@ pub async fn process_batch(
         dead_letters.send(view, &id, &letters).await?;
     }
 
-    // Offline copy: one part per partition named by its offsets range. A replayed range
-    // supersedes the parts that start inside it (written before a crash or by an earlier
-    // consumer group), so no event is appended twice.
-    if writes_offline(&sv) {
-        let existing = store.offline().parts(sv.batch).await?;
-        for (partition, first) in &firsts {
-            let last = batch
-                .iter()
-                .filter(|m| m.partition == *partition)
-                .map(|m| m.offset)
-                .max()
-                .unwrap_or(*first);
-            let part = offline_parts
-                .remove(partition)
-                .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&schema)));
-            let prefix = part_prefix(&sv.source.name, *partition);
-            let name = format!("{prefix}{first}-{last}");
-            store.offline().append_part(sv.batch, part, &name).await?;
-            for old in &existing {
-                if let Some((f, _)) = part_range(old, &prefix) {
-                    if f >= *first && f <= last && old != &name {
-                        store.offline().remove_part(sv.batch, old).await?;
-                    }
-                }
+    // The offline rows wait in `pending` for the next flush (see [`flush_offline`]).
+    if let Some(pending) = pending {
+        for m in batch {
+            let entry = pending
+                .partitions
+                .entry(m.partition)
+                .or_insert_with(|| (m.offset, m.offset, Vec::new()));
+            entry.0 = entry.0.min(m.offset);
+            entry.1 = entry.1.max(m.offset);
+        }
+        for (p, rows) in offline_parts {
+            pending.rows += rows.num_rows();
+            if let Some(entry) = pending.partitions.get_mut(&p) {
+                entry.2.push(rows);
             }
         }
     }

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::dead_letter::{KafkaDeadLetters, ParquetDeadLetters};
 use super::kafka::KafkaStream;
-use super::{process_batch, DeadLetterSink, StreamSource, StreamView};
+use super::{flush_offline, process_batch, DeadLetterSink, PendingOffline, StreamMessage, StreamSource, StreamView};
 use crate::config::DeadLetterConfig;
 use crate::error::Result;
 use crate::FeatureStore;
@@ -52,8 +52,30 @@ fn dead_letters(store: &FeatureStore, servers: &str) -> Result<Arc<dyn DeadLette
     })
 }
 
+/// Whether `view` currently writes its source's offline copy (see [`super::writes_offline`]).
+fn writes_offline_now(store: &FeatureStore, view: &str) -> bool {
+    store
+        .state()
+        .ok()
+        .and_then(|state| StreamView::find(&state.doc, view).map(|sv| super::writes_offline(&sv)))
+        .unwrap_or(false)
+}
+
+/// Appends the pending offline rows, then commits the offsets of `processed`.
+async fn flush_and_commit(
+    store: &FeatureStore,
+    view: &str,
+    pending: &mut PendingOffline,
+    source: &mut (dyn StreamSource + '_),
+    processed: &[StreamMessage],
+) -> Result<()> {
+    flush_offline(store, view, pending).await?;
+    source.commit(processed).await
+}
+
 /// Consumes `view` until `stop` turns true. A micro-batch that cannot be stored (a backend
-/// down) is retried, with backoff, until it is: offsets are committed only after that.
+/// down) is retried, with backoff, until it is; offsets are committed only after the online
+/// write and the offline flush that cover them.
 async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut stop: watch::Receiver<bool>) {
     let cfg = store.config().stream.clone();
     let group = format!("{}.{}.{}", cfg.group_id_prefix, store.project(), view);
@@ -74,13 +96,17 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
     };
     tracing::info!(%view, source = %source.describe(), %group, "stream worker started");
     let wait = Duration::from_millis(cfg.max_batch_wait_ms.max(1));
+    let flush_every = Duration::from_millis(cfg.offline_flush_ms.max(1));
+    let mut pending = PendingOffline::default();
+    // Messages processed (online) but not committed yet: committed after the offline flush.
+    let mut uncommitted: Vec<StreamMessage> = Vec::new();
+    let mut last_flush = tokio::time::Instant::now();
     while !*stop.borrow() {
         let batch = tokio::select! {
             _ = stop.changed() => break,
             b = source.next_batch(cfg.max_batch_events, wait) => b,
         };
         let batch = match batch {
-            Ok(b) if b.is_empty() => continue,
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(%view, error = %e, "reading the stream failed");
@@ -88,25 +114,39 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
                 continue;
             }
         };
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let result = match process_batch(&store, &view, &batch, sink.as_ref()).await {
-                Ok(outcome) => source.commit(&batch).await.map(|_| outcome),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(outcome) => {
-                    tracing::debug!(%view, ?outcome, "micro-batch stored");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(%view, error = %e, events = batch.len(), "storing a micro-batch failed; retrying");
-                    if tokio::time::timeout(backoff, stop.changed()).await.is_ok() {
-                        return;
+        if !batch.is_empty() {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let offline = writes_offline_now(&store, &view).then_some(&mut pending);
+                match process_batch(&store, &view, &batch, sink.as_ref(), offline).await {
+                    Ok(outcome) => {
+                        tracing::debug!(%view, ?outcome, "micro-batch online");
+                        break;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    Err(e) => {
+                        tracing::warn!(%view, error = %e, events = batch.len(), "storing a micro-batch failed; retrying");
+                        if tokio::time::timeout(backoff, stop.changed()).await.is_ok() {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
                 }
             }
+            uncommitted.extend(batch.into_iter().map(|m| StreamMessage { payload: None, ..m }));
+        }
+        let due = last_flush.elapsed() >= flush_every || pending.rows >= cfg.max_batch_events.max(1) * 20;
+        if due && !uncommitted.is_empty() {
+            if let Err(e) = flush_and_commit(&store, &view, &mut pending, &mut source, &uncommitted).await {
+                tracing::warn!(%view, error = %e, "flushing the offline copy failed; retrying");
+                continue;
+            }
+            uncommitted.clear();
+            last_flush = tokio::time::Instant::now();
+        }
+    }
+    if !uncommitted.is_empty() {
+        if let Err(e) = flush_and_commit(&store, &view, &mut pending, &mut source, &uncommitted).await {
+            tracing::warn!(%view, error = %e, "final flush failed; the stream replays from the last commit");
         }
     }
     tracing::info!(%view, "stream worker stopped");
