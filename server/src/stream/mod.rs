@@ -236,6 +236,29 @@ pub fn writes_offline(sv: &StreamView<'_>) -> bool {
         == Some(sv.view.name.as_str())
 }
 
+/// The batch source's Arrow schema, read once per registry version (reading it lists and
+/// opens the source's files, too slow for every micro-batch).
+#[derive(Debug, Default)]
+pub struct SchemaCache(Option<(u64, String, datafusion::arrow::datatypes::SchemaRef)>);
+
+impl SchemaCache {
+    async fn get(
+        &mut self,
+        store: &FeatureStore,
+        sv: &StreamView<'_>,
+        version: u64,
+    ) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+        if let Some((v, name, schema)) = &self.0 {
+            if *v == version && name == &sv.batch.name {
+                return Ok(Arc::clone(schema));
+            }
+        }
+        let schema = store.offline().source_schema(sv.batch).await?;
+        self.0 = Some((version, sv.batch.name.clone(), Arc::clone(&schema)));
+        Ok(schema)
+    }
+}
+
 /// Offline rows of processed micro-batches not yet appended to the batch source, per
 /// partition with the offsets range they cover.
 #[derive(Debug, Default)]
@@ -256,13 +279,18 @@ impl PendingOffline {
 /// Appends the pending offline rows of `view` to its batch source: one part per partition
 /// named by its offsets range. A replayed range supersedes the parts that start inside it
 /// (written before a crash or by an earlier consumer group), so no event is appended twice.
-pub async fn flush_offline(store: &FeatureStore, view: &str, pending: &mut PendingOffline) -> Result<()> {
+pub async fn flush_offline(
+    store: &FeatureStore,
+    view: &str,
+    pending: &mut PendingOffline,
+    schemas: &mut SchemaCache,
+) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
-    let state = store.state()?;
+    let state = store.cached_state()?;
     let sv = StreamView::find(&state.doc, view).ok_or_else(|| Error::view_not_found(view, store.project()))?;
-    let schema = store.offline().source_schema(sv.batch).await?;
+    let schema = schemas.get(store, &sv, state.version).await?;
     let existing = store.offline().parts(sv.batch).await?;
     for (partition, (first, last, rows)) in &pending.partitions {
         let part =
@@ -290,10 +318,11 @@ pub async fn process_batch(
     batch: &[StreamMessage],
     dead_letters: &dyn DeadLetterSink,
     pending: Option<&mut PendingOffline>,
+    schemas: &mut SchemaCache,
 ) -> Result<BatchOutcome> {
-    let state = store.state()?;
+    let state = store.cached_state()?;
     let sv = StreamView::find(&state.doc, view).ok_or_else(|| Error::view_not_found(view, store.project()))?;
-    let schema = store.offline().source_schema(sv.batch).await?;
+    let schema = schemas.get(store, &sv, state.version).await?;
     let columns = tiles::columns_of(sv.view);
     let mut events = Vec::with_capacity(batch.len());
     let mut letters = Vec::new();

@@ -10,7 +10,9 @@ use tokio::task::JoinHandle;
 
 use super::dead_letter::{KafkaDeadLetters, ParquetDeadLetters};
 use super::kafka::KafkaStream;
-use super::{flush_offline, process_batch, DeadLetterSink, PendingOffline, StreamMessage, StreamSource, StreamView};
+use super::{
+    flush_offline, process_batch, DeadLetterSink, PendingOffline, SchemaCache, StreamMessage, StreamSource, StreamView,
+};
 use crate::config::DeadLetterConfig;
 use crate::error::Result;
 use crate::FeatureStore;
@@ -55,7 +57,7 @@ fn dead_letters(store: &FeatureStore, servers: &str) -> Result<Arc<dyn DeadLette
 /// Whether `view` currently writes its source's offline copy (see [`super::writes_offline`]).
 fn writes_offline_now(store: &FeatureStore, view: &str) -> bool {
     store
-        .state()
+        .cached_state()
         .ok()
         .and_then(|state| StreamView::find(&state.doc, view).map(|sv| super::writes_offline(&sv)))
         .unwrap_or(false)
@@ -66,10 +68,11 @@ async fn flush_and_commit(
     store: &FeatureStore,
     view: &str,
     pending: &mut PendingOffline,
+    schemas: &mut SchemaCache,
     source: &mut (dyn StreamSource + '_),
     processed: &[StreamMessage],
 ) -> Result<()> {
-    flush_offline(store, view, pending).await?;
+    flush_offline(store, view, pending, schemas).await?;
     source.commit(processed).await
 }
 
@@ -98,6 +101,7 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
     let wait = Duration::from_millis(cfg.max_batch_wait_ms.max(1));
     let flush_every = Duration::from_millis(cfg.offline_flush_ms.max(1));
     let mut pending = PendingOffline::default();
+    let mut schemas = SchemaCache::default();
     // Messages processed (online) but not committed yet: committed after the offline flush.
     let mut uncommitted: Vec<StreamMessage> = Vec::new();
     let mut last_flush = tokio::time::Instant::now();
@@ -118,7 +122,7 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
             let mut backoff = Duration::from_millis(100);
             loop {
                 let offline = writes_offline_now(&store, &view).then_some(&mut pending);
-                match process_batch(&store, &view, &batch, sink.as_ref(), offline).await {
+                match process_batch(&store, &view, &batch, sink.as_ref(), offline, &mut schemas).await {
                     Ok(outcome) => {
                         tracing::debug!(%view, ?outcome, "micro-batch online");
                         break;
@@ -136,7 +140,8 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
         }
         let due = last_flush.elapsed() >= flush_every || pending.rows >= cfg.max_batch_events.max(1) * 20;
         if due && !uncommitted.is_empty() {
-            if let Err(e) = flush_and_commit(&store, &view, &mut pending, &mut source, &uncommitted).await {
+            if let Err(e) = flush_and_commit(&store, &view, &mut pending, &mut schemas, &mut source, &uncommitted).await
+            {
                 tracing::warn!(%view, error = %e, "flushing the offline copy failed; retrying");
                 continue;
             }
@@ -145,7 +150,7 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
         }
     }
     if !uncommitted.is_empty() {
-        if let Err(e) = flush_and_commit(&store, &view, &mut pending, &mut source, &uncommitted).await {
+        if let Err(e) = flush_and_commit(&store, &view, &mut pending, &mut schemas, &mut source, &uncommitted).await {
             tracing::warn!(%view, error = %e, "final flush failed; the stream replays from the last commit");
         }
     }
