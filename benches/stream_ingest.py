@@ -6,8 +6,9 @@
   source, online + offline copy) and by Feast 0.67's pattern (Feast runs no consumer: a Python
   consumer pushing each micro-batch with `FeatureStore.push` to its online store);
 - event-to-online-visible latency (p50/p99) at a fixed rate: probe events among background load;
-  for Larder from produce to the value read back over HTTP, for Feast from produce to the end of
-  the `push` that wrote it (which favours Feast: no read).
+  for Larder from produce to the value read back over HTTP (by a separate reader process, so
+  that it shares no GIL with the producer), for Feast from produce to the end of the `push`
+  that wrote it (which favours Feast: no read).
 
     benches/stream_ingest.sh          # sets up everything, then runs this
     python benches/stream_ingest.py --larder BIN --feast-python PY [--events 200000] [--rate 1000] [--duration 15]
@@ -21,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -135,14 +135,6 @@ def metric(url: str, name: str, **labels) -> float:
 PROBE_USERS = 20  # probes cycle over users -1..-20, so each stays readable for a second
 
 
-def read_seqs(url: str) -> list:
-    body = json.dumps({"features": ["ev_last:seq"],
-                       "entities": {"user_id": [-(i + 1) for i in range(PROBE_USERS)]}}).encode()
-    req = urllib.request.Request(url + "/get-online-features", data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())["results"][1]["values"]
-
-
 def load(broker: Broker, topic: str, rate: int, duration: float, on_probe):
     """Background events at `rate`/s for `duration` s; every 50 ms a probe (users -1..-20 in
     turn) whose send time is given to `on_probe(seq, sent_ns)`."""
@@ -160,7 +152,7 @@ def load(broker: Broker, topic: str, rate: int, duration: float, on_probe):
             probe += 1
             sent = time.time_ns()
             user = -((probe - 1) % PROBE_USERS) - 1
-            e = event(user, probe, 1.0)
+            e = event(user, sent, 1.0)  # a probe's seq is its send time
             e["sent_ns"] = sent
             p.produce(topic, key=str(user).encode(), value=json.dumps(e).encode())
             p.poll(0)
@@ -170,6 +162,29 @@ def load(broker: Broker, topic: str, rate: int, duration: float, on_probe):
         time.sleep(0.0005)
     p.flush(30)
     return i + probe
+
+
+# Reads the probe users as fast as it can; prints the latencies (ms) of every new probe value
+# on SIGTERM.
+POLLER = r"""
+import json, signal, sys, time, urllib.request
+url = sys.argv[1]
+body = json.dumps({"features": ["ev_last:seq"], "entities": {"user_id": [-(i + 1) for i in range(20)]}}).encode()
+seen, lat = set(), []
+def done(*_):
+    print(json.dumps(lat), flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+while True:
+    req = urllib.request.Request(url + "/get-online-features", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        values = json.loads(r.read())["results"][1]["values"]
+    now = time.time_ns()
+    for v in values:
+        if v is not None and v not in seen:
+            seen.add(v)
+            lat.append((now - v) / 1e6)
+"""
 
 
 def pct(xs, q):
@@ -216,28 +231,14 @@ def main():
         results["larder_drain"] = time.perf_counter() - t0
         print(f"Larder drained {args.events} events (2 views + offline copy) in {results['larder_drain']:.2f} s "
               f"= {args.events / results['larder_drain']:.0f} events/s", flush=True)
-        # --- Larder: latency at a fixed rate ---
-        probes = {}
-        lat = []
-        stop = threading.Event()
-
-        def poll():
-            seen = set()
-            while not stop.is_set():
-                values = read_seqs(url)
-                now = time.time_ns()
-                for s in values:
-                    if s is not None and s in probes and s not in seen:
-                        seen.add(s)
-                        lat.append((now - probes[s]) / 1e6)
-                time.sleep(0.001)
-
-        poller = threading.Thread(target=poll)
-        poller.start()
-        load(broker, "ev_larder", args.rate, args.duration, lambda s, t: probes.__setitem__(s, t))
+        # --- Larder: latency at a fixed rate; the reader is its own process (no GIL shared
+        # with the producer), and a probe's value is its send time. ---
+        poller = subprocess.Popen([sys.executable, "-c", POLLER, url], stdout=subprocess.PIPE, text=True)
         time.sleep(1)
-        stop.set()
-        poller.join()
+        load(broker, "ev_larder", args.rate, args.duration, lambda s, t: None)
+        time.sleep(2)
+        poller.terminate()
+        lat = json.loads(poller.communicate(timeout=30)[0].strip().splitlines()[-1])
         results["larder_lat"] = lat
         print(f"Larder latency at {args.rate} ev/s: p50 {pct(lat, .5):.1f} ms p99 {pct(lat, .99):.1f} ms "
               f"({len(lat)} probes)", flush=True)

@@ -2,6 +2,7 @@
 //! automatic commits off; offsets are committed by the worker after a micro-batch is stored.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,11 +14,12 @@ use crate::error::{Error, Result};
 
 /// A subscription to one topic.
 pub struct KafkaStream {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     topic: String,
     servers: String,
     group: String,
     lag_checked: std::time::Instant,
+    lag_probe: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl KafkaStream {
@@ -32,7 +34,7 @@ impl KafkaStream {
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "6000")
             // Fresh events within milliseconds: do not let the broker hold a fetch for long.
-            .set("fetch.wait.max.ms", "10")
+            .set("fetch.wait.max.ms", "50")
             .set("topic.metadata.refresh.interval.ms", "5000");
         for (k, v) in extra {
             cfg.set(k, v);
@@ -44,39 +46,62 @@ impl KafkaStream {
             .subscribe(&[topic])
             .map_err(|e| Error::Unavailable(format!("subscribing to {topic} on {servers}: {e}")))?;
         Ok(KafkaStream {
-            consumer,
+            consumer: Arc::new(consumer),
             topic: topic.to_string(),
             servers: servers.to_string(),
             group: group.to_string(),
             lag_checked: std::time::Instant::now(),
+            lag_probe: None,
         })
     }
 
     /// Publishes `larder_stream_consumer_lag` (messages between the group's position and the
-    /// end of each assigned partition), at most every 5 s: it asks the brokers.
+    /// end of each assigned partition), at most every 5 s, from a blocking task so that the
+    /// brokers' answers never hold up consumption.
     fn record_lag(&mut self) {
-        if self.lag_checked.elapsed() < Duration::from_secs(5) {
+        if self.lag_checked.elapsed() < Duration::from_secs(5)
+            || self.lag_probe.as_ref().is_some_and(|h| !h.is_finished())
+        {
             return;
         }
         self.lag_checked = std::time::Instant::now();
-        let lag = tokio::task::block_in_place(|| -> Option<i64> {
-            let position = self.consumer.position().ok()?;
-            let mut lag = 0;
-            for e in position.elements() {
-                let (_, high) = self
-                    .consumer
-                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
-                    .ok()?;
-                if let Offset::Offset(o) = e.offset() {
-                    lag += (high - o).max(0);
+        let consumer = Arc::clone(&self.consumer);
+        let (topic, group) = (self.topic.clone(), self.group.clone());
+        self.lag_probe = Some(tokio::task::spawn_blocking(move || {
+            let lag = (|| -> Option<i64> {
+                let position = consumer.position().ok()?;
+                let mut lag = 0;
+                for e in position.elements() {
+                    let (_, high) = consumer
+                        .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
+                        .ok()?;
+                    if let Offset::Offset(o) = e.offset() {
+                        lag += (high - o).max(0);
+                    }
                 }
+                Some(lag)
+            })();
+            if let Some(lag) = lag {
+                metrics::gauge!("larder_stream_consumer_lag", "topic" => topic, "group" => group).set(lag as f64);
             }
-            Some(lag)
-        });
-        if let Some(lag) = lag {
-            metrics::gauge!("larder_stream_consumer_lag", "topic" => self.topic.clone(), "group" => self.group.clone())
-                .set(lag as f64);
+        }));
+    }
+
+    fn offsets(&self, batch: &[StreamMessage]) -> Result<Option<TopicPartitionList>> {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for m in batch {
+            let n = next.entry(m.partition).or_insert(m.offset + 1);
+            *n = (*n).max(m.offset + 1);
         }
+        if next.is_empty() {
+            return Ok(None);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in next {
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(o))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        Ok(Some(tpl))
     }
 }
 
@@ -112,21 +137,20 @@ impl StreamSource for KafkaStream {
     }
 
     async fn commit(&mut self, batch: &[StreamMessage]) -> Result<()> {
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for m in batch {
-            let n = next.entry(m.partition).or_insert(m.offset + 1);
-            *n = (*n).max(m.offset + 1);
-        }
-        if next.is_empty() {
-            return Ok(());
-        }
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in next {
-            tpl.add_partition_offset(&self.topic, p, Offset::Offset(o))
-                .map_err(|e| Error::Internal(e.to_string()))?;
-        }
-        // A synchronous commit blocks on the broker's answer: keep it off the async threads.
-        tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
+        // Asynchronous: the broker's answer is not awaited (a commit lost in a crash only
+        // means a replay, which the writes absorb).
+        let Some(tpl) = self.offsets(batch)? else { return Ok(()) };
+        self.consumer
+            .commit(&tpl, CommitMode::Async)
+            .map_err(|e| Error::Unavailable(format!("committing offsets of {}: {e}", self.topic)))
+    }
+
+    async fn commit_final(&mut self, batch: &[StreamMessage]) -> Result<()> {
+        let Some(tpl) = self.offsets(batch)? else { return Ok(()) };
+        let consumer = Arc::clone(&self.consumer);
+        tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
             .map_err(|e| Error::Unavailable(format!("committing offsets of {}: {e}", self.topic)))
     }
 

@@ -53,8 +53,11 @@ pub trait StreamSource: Send {
     /// Waits for messages and returns up to `max` of them, waiting at most `wait` for more
     /// once the first has arrived; an empty batch when none came within `wait`.
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<StreamMessage>>;
-    /// Records that every message of `batch` (and before it, per partition) is processed.
+    /// Records that every message of `batch` (and before it, per partition) is processed,
+    /// without waiting for the broker's acknowledgement.
     async fn commit(&mut self, batch: &[StreamMessage]) -> Result<()>;
+    /// Like [`StreamSource::commit`], waiting for the acknowledgement (at shutdown).
+    async fn commit_final(&mut self, batch: &[StreamMessage]) -> Result<()>;
     /// For logs: topic and brokers.
     fn describe(&self) -> String;
 }

@@ -150,7 +150,11 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
         }
     }
     if !uncommitted.is_empty() {
-        if let Err(e) = flush_and_commit(&store, &view, &mut pending, &mut schemas, &mut source, &uncommitted).await {
+        let done = match flush_offline(&store, &view, &mut pending, &mut schemas).await {
+            Ok(()) => source.commit_final(&uncommitted).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
             tracing::warn!(%view, error = %e, "final flush failed; the stream replays from the last commit");
         }
     }
