@@ -365,35 +365,27 @@ mod tests {
         // Entity rows: key 1 at 10, 20, 5; key 2 at 20; key 3 (no features) at 20.
         let ekeys: ArrayRef = Arc::new(Int64Array::from(vec![1, 1, 1, 2, 3]));
         let ets = vec![10, 20, 5, 20, 20];
-        let part1 = source(
-            Arc::new(Int64Array::from(vec![1, 1, 2])),
-            vec![10, 15, 21],
-            vec![1, 1, 1],
-            vec![1.0, 2.0, 9.0],
-        );
-        // The second partition holds a created-timestamp tie-break winner at ts 10.
-        let part2 = source(
-            Arc::new(Int64Array::from(vec![1, 2])),
-            vec![10, 3],
-            vec![2, 1],
-            vec![1.5, 7.0],
-        );
-        let got = run(Arc::clone(&ekeys), ets.clone(), vec![part1, part2], None).await;
+        // Two partitions; the second holds a created-timestamp tie-break winner at ts 10.
+        let parts = || {
+            vec![
+                source(
+                    Arc::new(Int64Array::from(vec![1, 1, 2])),
+                    vec![10, 15, 21],
+                    vec![1, 1, 1],
+                    vec![1.0, 2.0, 9.0],
+                ),
+                source(
+                    Arc::new(Int64Array::from(vec![1, 2])),
+                    vec![10, 3],
+                    vec![2, 1],
+                    vec![1.5, 7.0],
+                ),
+            ]
+        };
+        let got = run(Arc::clone(&ekeys), ets.clone(), parts(), None).await;
         assert_eq!(got, vec![Some(1.5), Some(2.0), None, Some(7.0), None]);
-        let part1 = source(
-            Arc::new(Int64Array::from(vec![1, 1, 2])),
-            vec![10, 15, 21],
-            vec![1, 1, 1],
-            vec![1.0, 2.0, 9.0],
-        );
-        let part2 = source(
-            Arc::new(Int64Array::from(vec![1, 2])),
-            vec![10, 3],
-            vec![2, 1],
-            vec![1.5, 7.0],
-        );
         // ttl 4: key 1 at 20 sees 15 (age 5 > 4) -> null; key 2 at 20 sees 3 -> null.
-        let got = run(ekeys, ets, vec![part1, part2], Some(4)).await;
+        let got = run(ekeys, ets, parts(), Some(4)).await;
         assert_eq!(got, vec![Some(1.5), None, None, None, None]);
     }
 

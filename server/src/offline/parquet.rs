@@ -380,7 +380,9 @@ fn entity_table(req: &HistoricalRequest<'_>) -> Result<(MemTable, Vec<String>, i
     }
     let all = datafusion::arrow::compute::concat_batches(&out_schema, &batches)
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let table = MemTable::try_new(out_schema, vec![batches])?;
+    // One copy of the rows: the batch the as-of join indexes is also the SQL table's.
+    drop(batches);
+    let table = MemTable::try_new(out_schema, vec![vec![all.clone()]])?;
     Ok((table, columns, min_ts, max_ts, all))
 }
 
@@ -600,8 +602,11 @@ impl OfflineStore for ParquetOfflineStore {
             let (_, f) = entity_schema
                 .column_with_name(c)
                 .ok_or_else(|| Error::Internal(format!("no entity column {c}")))?;
+            let column = entity_batch
+                .column_by_name(c)
+                .ok_or_else(|| Error::Internal(format!("no entity column {c}")))?;
             fields.push(f.clone());
-            columns.push(Arc::clone(entity_batch.column_by_name(c).expect("checked above")));
+            columns.push(Arc::clone(column));
         }
         for (name, array) in outputs {
             fields.push(Field::new(name, array.data_type().clone(), true));

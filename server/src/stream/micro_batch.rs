@@ -144,6 +144,15 @@ pub async fn process_batch(
         None => BTreeMap::new(),
     };
     let fresh = |partition: i32, offset: i64| offset > covered.get(&partition).copied().unwrap_or(-1);
+    // The offline rows of `partition`'s events not appended or waiting yet, as one column map.
+    let fresh_rows = |events: &[Event], partition: i32| {
+        merge_rows(
+            events
+                .iter()
+                .filter(|e| e.partition == partition && fresh(e.partition, e.offset))
+                .map(|e| &e.offline),
+        )
+    };
     if pending.is_some() {
         let partitions: Vec<i32> = {
             let mut ps: Vec<i32> = events.iter().map(|e| e.partition).collect();
@@ -155,12 +164,7 @@ pub async fn process_batch(
             if !events.iter().any(|e| e.partition == p) {
                 continue;
             }
-            let merged = merge_rows(
-                events
-                    .iter()
-                    .filter(|e| e.partition == p && fresh(e.partition, e.offset))
-                    .map(|e| &e.offline),
-            );
+            let merged = fresh_rows(&events, p);
             if merged.is_empty() {
                 continue;
             }
@@ -189,12 +193,7 @@ pub async fn process_batch(
                     if !events.iter().any(|e| e.partition == p) {
                         continue;
                     }
-                    let merged = merge_rows(
-                        events
-                            .iter()
-                            .filter(|e| e.partition == p && fresh(e.partition, e.offset))
-                            .map(|e| &e.offline),
-                    );
+                    let merged = fresh_rows(&events, p);
                     if merged.is_empty() {
                         continue;
                     }

@@ -26,7 +26,7 @@ pub mod tiles;
 pub mod worker;
 
 pub use micro_batch::process_batch;
-pub use offline_copy::{flush_offline, part_prefix, writes_offline, PendingOffline, SchemaCache};
+pub use offline_copy::{flush_offline, writes_offline, PendingOffline, SchemaCache};
 
 use std::time::Duration;
 
