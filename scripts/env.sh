@@ -56,6 +56,14 @@ ensure_venv() {
   export LARDER_PYTHON="$VENV/bin/python"
 }
 
+# ensure_cargo_fuzz: the cargo-fuzz subcommand (a pinned version, built once into ~/.cargo/bin).
+ensure_cargo_fuzz() {
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "Installing cargo-fuzz"
+    cargo install -q cargo-fuzz --version 0.13.2 --locked
+  fi
+}
+
 # cache_rocksdb: keeps the RocksDB archive of the first build for every later build.
 cache_rocksdb() {
   [ -f "$ROCKSDB_CACHE/librocksdb.a" ] && return 0

@@ -37,6 +37,8 @@ cache_rocksdb
 log "cargo test"
 cargo test --workspace
 
+LARDER_FUZZ_QUIET=1 "$LARDER_ROOT/scripts/fuzz.sh" "${LARDER_FUZZ_SECONDS:-30}"
+
 log "Python tests (SDK and end-to-end against the real server)"
 export LARDER_BIN="$CARGO_TARGET_DIR/debug/larder"
 "$VENV/bin/python" -m pytest -q tests/

@@ -7,54 +7,14 @@ use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch, TimestampN
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use indexmap::IndexMap;
-use larder_registry::{DataSource, FeatureView, RegistryDoc, ValueType};
+use larder_registry::{DataSource, FeatureView, RegistryDoc};
 use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
 use crate::key::serialize_entity_key_into;
 use crate::online::OnlineRow;
-use crate::time::{parse_time, to_nanos};
 use crate::value::{value_type_of, values_to_array, Value};
-
-/// Parses a feature value given as JSON for a field of type `ty`.
-pub fn value_from_json(v: &Json, ty: ValueType) -> std::result::Result<Value, String> {
-    if v.is_null() {
-        return Ok(Value::Null);
-    }
-    if let Some(elem) = ty.element() {
-        let items = v
-            .as_array()
-            .ok_or_else(|| format!("expected a list for {ty}, got {v}"))?;
-        return items
-            .iter()
-            .map(|i| value_from_json(i, elem))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map(Value::List);
-    }
-    let bad = || Err(format!("expected {ty}, got {v}"));
-    match ty {
-        ValueType::Double => v.as_f64().map(Value::Double).map_or_else(bad, Ok),
-        ValueType::Float => v.as_f64().map(|f| Value::Float(f as f32)).map_or_else(bad, Ok),
-        ValueType::Bool => v.as_bool().map(Value::Bool).map_or_else(bad, Ok),
-        ValueType::UnixTimestamp => match v {
-            Json::String(s) => parse_time(s).map(|t| Value::UnixTimestamp(t.timestamp())),
-            _ => v.as_i64().map(Value::UnixTimestamp).map_or_else(bad, Ok),
-        },
-        _ => Value::from_json_key(v, ty).map_err(|e| e.0),
-    }
-}
-
-/// Parses an event or created time: an ISO-8601 string (naive = UTC) or epoch seconds.
-fn time_from_json(v: &Json) -> std::result::Result<i64, String> {
-    match v {
-        Json::String(s) => parse_time(s).map(to_nanos),
-        Json::Number(n) => n
-            .as_f64()
-            .map(|s| (s * 1e9) as i64)
-            .ok_or_else(|| format!("bad time {v}")),
-        _ => Err(format!("expected an ISO-8601 time or epoch seconds, got {v}")),
-    }
-}
+use larder_protocol::json::{time_from_json, value_from_json};
 
 /// The views fed by the push source `name`; Feast answers 422 when there is none.
 pub fn views_for_push_source<'a>(doc: &'a RegistryDoc, name: &str) -> Result<Vec<&'a FeatureView>> {

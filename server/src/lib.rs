@@ -12,7 +12,6 @@ pub mod error;
 pub mod exporter;
 pub mod flight;
 pub mod ingest;
-pub mod key;
 pub mod materialize;
 pub mod metrics;
 pub mod offline;
@@ -20,10 +19,11 @@ pub mod online;
 pub mod serving;
 mod store;
 pub mod stream;
-pub mod time;
 pub mod tls;
 pub mod transform;
 pub mod value;
 
 pub use error::{Error, Result};
+/// Feast's entity-key serialization and times, from the wire-format crate.
+pub use larder_protocol::{key, time};
 pub use store::{ApplyOutcome, FeatureStore, MaterializeOutcome};

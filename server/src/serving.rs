@@ -426,7 +426,7 @@ pub async fn get_online_features(
             let mut vals = Vec::with_capacity(raw.len());
             for (i, j) in raw.iter().enumerate() {
                 vals.push(
-                    crate::ingest::value_from_json(j, c.dtype)
+                    larder_protocol::json::value_from_json(j, c.dtype)
                         .map_err(|e| Error::invalid(format!("entities.{}[{i}]", c.name), e))?,
                 );
             }

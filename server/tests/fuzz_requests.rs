@@ -1,8 +1,8 @@
-//! Fuzzing the HTTP request parsers in-process (proptest; `cargo fuzz` needs a nightly
-//! toolchain this project does not require): arbitrary bytes and random JSON documents built from
-//! the API's own field names, sent to every endpoint that parses a body, against a real store
-//! (RocksDB, Parquet, the example repo's registry). Property: the server answers every one,
-//! never with a 500 and never by panicking.
+//! Fuzzing the whole HTTP stack in-process (proptest): arbitrary bytes and random JSON documents
+//! built from the API's own field names, sent to every endpoint that parses a body, against a
+//! real store (RocksDB, Parquet, the example repo's registry). Property: the server answers
+//! every one, never with a 500 and never by panicking. The coverage-guided fuzz target of the
+//! parsers themselves is `fuzz/fuzz_targets/request_parsers.rs` (`scripts/fuzz.sh`).
 //!
 //! Longer runs: `PROPTEST_CASES=100000 cargo test -p larder-server --test fuzz_requests --release`.
 

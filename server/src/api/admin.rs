@@ -5,79 +5,20 @@
 //! Materializing inside the server is also how an embedded (RocksDB) store is refreshed while
 //! it serves: the store belongs to the serving process.
 
-use std::collections::BTreeMap;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::Json;
 use larder_registry::RegistryDoc;
-use serde::Deserialize;
 use serde_json::{json, Value};
-use utoipa::ToSchema;
+
+use larder_protocol::requests::{ApplyRequest, MaterializeIncrementalRequest, MaterializeRequest};
 
 use super::extract::parse_json;
 use super::{ApiError, AppState};
 use crate::materialize::NoProgress;
 use crate::time::parse_time;
 use crate::{Error, MaterializeOutcome};
-
-/// Feast's `MaterializeRequest`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct MaterializeRequest {
-    /// Window start (ISO 8601; naive = UTC).
-    pub start_ts: String,
-    /// Window end (ISO 8601), inclusive.
-    pub end_ts: String,
-    /// Views to materialize (default: every online view).
-    #[serde(default)]
-    pub feature_views: Option<Vec<String>>,
-    /// Accepted for compatibility.
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub disable_event_timestamp: Option<bool>,
-    /// Accepted for compatibility.
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub full_feature_names: Option<bool>,
-}
-
-/// Feast's `MaterializeIncrementalRequest`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct MaterializeIncrementalRequest {
-    /// Window end (ISO 8601), inclusive.
-    pub end_ts: String,
-    /// Views to materialize (default: every online view).
-    #[serde(default)]
-    pub feature_views: Option<Vec<String>>,
-    /// Accepted for compatibility.
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub full_feature_names: Option<bool>,
-}
-
-/// `POST /apply` and `POST /plan`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ApplyRequest {
-    /// Definitions, in the registry document's shape (what the SDK's exporter writes).
-    #[schema(value_type = Object)]
-    pub definitions: RegistryDoc,
-    /// Feast's default: `true` keeps the objects not mentioned; `false` makes `definitions`
-    /// the whole project.
-    #[serde(default = "yes")]
-    pub partial: bool,
-    /// Objects to remove, by kind (`feature_views`, `entities`, ...) and name.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub delete: BTreeMap<String, Vec<String>>,
-    /// Who applies (recorded in the history; default `http`).
-    #[serde(default)]
-    pub applied_by: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
 
 fn time(field: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, Error> {
     parse_time(text).map_err(|e| Error::invalid(field, e))

@@ -1,5 +1,5 @@
 //! Request-body parsing that names the offending field (instead of axum's plain-text
-//! rejections).
+//! rejections); the parser itself is `larder_protocol::json::parse_json`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -20,30 +20,9 @@ pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limi
             })
         }
     };
-    let de = &mut serde_json::Deserializer::from_slice(&body);
-    let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let kind = if inner.is_syntax() || inner.is_eof() {
-            "json_invalid"
-        } else {
-            "type_error"
-        };
-        let loc = if path == "." || kind == "json_invalid" {
-            vec![]
-        } else {
-            path.replace('[', ".")
-                .replace(']', "")
-                .split('.')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        };
-        ApiError::Body {
-            kind,
-            loc,
-            msg: inner.to_string(),
-        }
-    })?;
-    Ok(value)
+    larder_protocol::json::parse_json(&body).map_err(|e| ApiError::Body {
+        kind: e.kind,
+        loc: e.loc,
+        msg: e.msg,
+    })
 }

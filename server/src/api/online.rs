@@ -4,39 +4,17 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use indexmap::IndexMap;
 use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
+
+use larder_protocol::requests::GetOnlineFeaturesRequest;
 
 use super::extract::parse_json;
 use super::{ApiError, AppState};
 use crate::serving::{Column, FeatureSelection, OnlineRequest, OnlineResponse};
 use crate::time::format_feast;
 use crate::value::Value;
-
-/// Feast's `GetOnlineFeaturesRequest`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct GetOnlineFeaturesRequest {
-    /// Columnar entity rows: join key -> list of values (and request-data fields).
-    #[serde(default)]
-    #[schema(value_type = Object, example = json!({"driver_id": [1001, 1002]}))]
-    pub entities: IndexMap<String, Vec<serde_json::Value>>,
-    /// Feature references `view:feature`.
-    #[serde(default)]
-    #[schema(example = json!(["driver_hourly_stats:conv_rate"]))]
-    pub features: Vec<String>,
-    /// A feature service; takes precedence over `features`.
-    #[serde(default)]
-    pub feature_service: Option<String>,
-    /// Name outputs `view__feature`.
-    #[serde(default)]
-    pub full_feature_names: bool,
-    /// Accepted for compatibility; Larder has no feature view versions.
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub include_feature_view_version_metadata: bool,
-}
 
 /// Feast's response: `results[i]` is the column of `metadata.feature_names[i]`.
 #[derive(ToSchema)]

@@ -25,13 +25,13 @@ use utoipa::OpenApi;
         super::health::health
     ),
     components(schemas(
-        super::online::GetOnlineFeaturesRequest,
+        larder_protocol::requests::GetOnlineFeaturesRequest,
         super::online::GetOnlineFeaturesResponse,
-        super::push::PushRequest,
-        super::push::WriteToOnlineStoreRequest,
-        super::admin::MaterializeRequest,
-        super::admin::MaterializeIncrementalRequest,
-        super::admin::ApplyRequest
+        larder_protocol::requests::PushRequest,
+        larder_protocol::requests::WriteToOnlineStoreRequest,
+        larder_protocol::requests::MaterializeRequest,
+        larder_protocol::requests::MaterializeIncrementalRequest,
+        larder_protocol::requests::ApplyRequest
     ))
 )]
 pub struct ApiDoc;

@@ -5,55 +5,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use indexmap::IndexMap;
-use serde::Deserialize;
-use utoipa::ToSchema;
+
+use larder_protocol::requests::{PushRequest, WriteToOnlineStoreRequest};
 
 use super::extract::parse_json;
 use super::{ApiError, AppState};
-
-fn default_to() -> String {
-    "online".into()
-}
-
-/// Feast's `PushFeaturesRequest`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct PushRequest {
-    /// Name of the push source.
-    pub push_source_name: String,
-    /// Columnar rows: column -> values (join keys, features, the event timestamp column).
-    #[schema(value_type = Object)]
-    pub df: IndexMap<String, Vec<serde_json::Value>>,
-    /// `online` (default), `offline` or `online_and_offline`.
-    #[serde(default = "default_to")]
-    pub to: String,
-    /// Accepted for compatibility (the server always uses its cached registry).
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub allow_registry_cache: Option<bool>,
-    /// Accepted for compatibility.
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub transform_on_write: Option<bool>,
-}
-
-/// Feast's `WriteToFeatureStoreRequest`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct WriteToOnlineStoreRequest {
-    /// The view to write.
-    pub feature_view_name: String,
-    /// Columnar rows.
-    #[schema(value_type = Object)]
-    pub df: IndexMap<String, Vec<serde_json::Value>>,
-    /// Accepted for compatibility.
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub allow_registry_cache: Option<bool>,
-    /// Accepted for compatibility.
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub transform_on_write: Option<bool>,
-}
 
 /// Writes pushed rows to the views fed by a push source (newest event time wins per key).
 #[utoipa::path(post, path = "/push", request_body = PushRequest, responses(

@@ -2,14 +2,13 @@
 
 pub mod redis;
 pub mod rocksdb;
-mod row;
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use row::OnlineRow;
+pub use larder_protocol::row::OnlineRow;
 
 use crate::config::{OnlineStoreConfig, RepoConfig};
 use crate::error::{Error, Result};
