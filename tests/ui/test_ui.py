@@ -22,6 +22,16 @@ short_ttl = FeatureView(
     name="short_ttl", entities=[driver], ttl=timedelta(hours=1), tags={"team": "pricing"},
     schema=[Field(name="trips", dtype=Int64)], source=driver_source, owner="ana@example.com",
 )
+
+from larder import OnDemandFeatureView, RequestSource
+
+bonus = RequestSource(name="bonus", schema=[Field(name="bonus", dtype=Float64)])
+boosted = OnDemandFeatureView(
+    name="boosted", sources=[driver_stats, bonus], mode="sql",
+    schema=[Field(name="boosted_rate", dtype=Float64)],
+    expressions={"boosted_rate": "acc_rate + bonus"},
+)
+scoring = FeatureService(name="scoring", features=[boosted, driver_trips])
 """
 
 
@@ -68,7 +78,8 @@ def test_objects_and_search(browser, deployed):
     page = open_ui(browser, deployed.url)
     names = page.eval_on_selector_all(".obj", "els => els.map(e => e.dataset.kind + ':' + e.dataset.name)")
     for want in ["entity:driver", "entity:customer", "feature view:driver_stats", "feature view:customer_profile",
-                 "feature service:svc", "data source:driver_source", "feature view:short_ttl"]:
+                 "feature service:svc", "data source:driver_source", "feature view:short_ttl",
+                 "on-demand view:boosted", "data source:bonus", "feature service:scoring"]:
         assert want in names, names
     assert "project e2e_project · registry version 2" in page.inner_text("#project")
     page.fill("#search", "team=pricing")
@@ -88,13 +99,15 @@ def test_lineage_graph_has_the_right_edges(browser, deployed):
     page.click("#tabs button[data-tab=lineage]")
     edges = set(page.eval_on_selector_all("#lineage .edge", "els => els.map(e => e.dataset.from + '>' + e.dataset.to)"))
     for want in ["src:driver_source>fv:driver_stats", "src:customer_source>fv:customer_profile",
-                 "fv:driver_stats>fs:svc", "fv:customer_profile>fs:svc", "src:driver_source>fv:short_ttl"]:
+                 "fv:driver_stats>fs:svc", "fv:customer_profile>fs:svc", "src:driver_source>fv:short_ttl",
+                 "fv:driver_stats>odfv:boosted", "src:bonus>odfv:boosted", "odfv:boosted>fs:scoring",
+                 "fv:driver_trips>fs:scoring"]:
         assert want in edges, edges
-    assert "fv:driver_trips>fs:svc" not in edges
+    assert "fv:driver_trips>fs:svc" not in edges and "fv:driver_stats>fs:scoring" not in edges
     page.click('#lineage .node[data-id="fv:driver_stats"]')
     assert "driver_stats" in page.inner_text("#detail")
     hot = page.eval_on_selector_all("#lineage .edge.hot", "els => els.map(e => e.dataset.from + '>' + e.dataset.to)")
-    assert set(hot) == {"src:driver_source>fv:driver_stats", "fv:driver_stats>fs:svc"}, hot
+    assert set(hot) == {"src:driver_source>fv:driver_stats", "fv:driver_stats>fs:svc", "fv:driver_stats>odfv:boosted"}, hot
     page.screenshot(path=str(ARTIFACTS / "ui-lineage.png"), full_page=True)
 
 
@@ -105,6 +118,14 @@ def test_freshness_marks_views_older_than_their_ttl(browser, deployed):
     assert "short_ttl" in stale and "driver_stats" not in stale, stale
     assert page.eval_on_selector_all('.fresh-row[data-view="driver_stats"] .interval', "els => els.length") == 1
     assert page.inner_text('.fresh-row[data-view="extra"] .newest-ts') == "none"
+    # A time axis (UTC) under the chart: ticks from the oldest interval start to now.
+    ticks = page.eval_on_selector_all("#fresh-axis .tick text", "els => els.map(e => e.textContent)")
+    assert len(ticks) == 5, ticks
+    assert ticks[0] == (NOW - timedelta(days=2)).strftime("%m-%d %H:%M"), ticks
+    now = datetime.now(timezone.utc)
+    last = min((datetime.strptime(f"{y}-{ticks[-1]}", "%Y-%m-%d %H:%M").replace(tzinfo=timezone.utc)
+                for y in (now.year - 1, now.year)), key=lambda t: abs((now - t).total_seconds()))
+    assert abs((now - last).total_seconds()) < 180, ticks
     page.screenshot(path=str(ARTIFACTS / "ui-freshness.png"), full_page=True)
 
 
