@@ -247,6 +247,25 @@ class FeatureStore:
     def list_data_sources(self):
         return self._objects("data_sources")
 
+    def get_data_source(self, name: str):
+        return self._one("data_sources", name, "Data source")
+
+    def list_stream_feature_views(self):
+        """The views a stream worker feeds: those on a Kafka source (Larder lists them with the
+        feature views too)."""
+        doc = self._registry()["doc"]
+        kafka = {s["name"] for s in doc["data_sources"] if s.get("type") == "kafka"}
+        return [_ns(v) for v in doc["feature_views"] if v["source"] in kafka]
+
+    def get_stream_feature_view(self, name: str):
+        for v in self.list_stream_feature_views():
+            if v.name == name:
+                return v
+        raise LarderError(404, f"Stream feature view {name} does not exist")
+
+    def refresh_registry(self) -> None:
+        """Feast's cache refresh; a no-op here: every call reads the server's current registry."""
+
     # -- writes ----------------------------------------------------------------------------
     def _post(self, path: str, body: Optional[dict] = None):
         resp = self._session.post(self.url + path, json=body if body is not None else {}, timeout=self.timeout)

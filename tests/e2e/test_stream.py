@@ -319,6 +319,19 @@ def test_kill_9_loses_nothing(env):
         time.sleep(0.2)
 
 
+def test_stream_views_are_listed_from_the_sdk(env):
+    from larder import LarderError
+
+    store = FeatureStore(url=env.server.url)
+    assert sorted(v.name for v in store.list_stream_feature_views()) == ["tx_aggs", "tx_last"]
+    aggs = store.get_stream_feature_view("tx_aggs")
+    assert aggs.source == "tx_stream" and {a.function for a in aggs.aggregations} >= {"sum", "count"}
+    assert store.get_data_source("tx_stream").topic == "tx"
+    with pytest.raises(LarderError) as e:
+        store.get_stream_feature_view("tx_pushed")  # on a push source: not a stream worker's view
+    assert e.value.status == 404
+
+
 def test_materialize_refuses_an_aggregated_view(env):
     from larder import LarderError
 
