@@ -5,8 +5,8 @@
 
 Frames on the Unix socket: ``u32le`` header length, JSON header, ``u64le`` body length, Arrow
 IPC stream. A request's header carries the view (``name``, ``mode``, ``udf_name``,
-``udf_body``, ``features``) and its body the input columns; the answer's header is
-``{"ok": true}`` (body: the outputs) or ``{"error": "..."}``. Each function is compiled once from
+``udf_body``, ``features``) and a request ``id``, and its body the input columns; the answer's
+header is ``{"ok": true, "id": ...}`` (body: the outputs) or ``{"error": "...", "id": ...}``. Each function is compiled once from
 its source text, as the SDK does for training sets, so online and offline run the same code.
 """
 
@@ -72,10 +72,10 @@ def serve_connection(conn):
                 sink = pa.BufferOutputStream()
                 with pa.ipc.new_stream(sink, out.schema) as w:
                     w.write_table(out)
-                _send(conn, {"ok": True}, sink.getvalue().to_pybytes())
+                _send(conn, {"ok": True, "id": header.get("id")}, sink.getvalue().to_pybytes())
             except Exception as e:  # the UDF's error goes back to the caller, the worker lives on
                 traceback.print_exc(file=sys.stderr)
-                _send(conn, {"error": f"{type(e).__name__}: {e}"})
+                _send(conn, {"error": f"{type(e).__name__}: {e}", "id": header.get("id")})
 
 
 def main(argv=None) -> int:

@@ -3,6 +3,7 @@ DataFusion in the server) and Feast's pandas and python UDFs (run by the Python 
 server starts), checked against values computed here from the same response's inputs."""
 
 import math
+import time
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -37,6 +38,13 @@ def strict_python(inputs):
         raise ValueError("val_to_add must not be negative")
     return {"checked": inputs["val_to_add"]}
 
+@on_demand_feature_view(sources=[driver_stats, vals], schema=[Field(name="slow_echo", dtype=Int64)], mode="python")
+def slow_python(inputs):
+    import time
+    if 7777 in inputs["val_to_add"]:
+        time.sleep(1.5)
+    return {"slow_echo": inputs["val_to_add"]}
+
 conv_sql = OnDemandFeatureView(
     name="conv_sql", sources=[driver_stats, vals], mode="sql",
     schema=[Field(name="conv_plus_val_sql", dtype=Float64), Field(name="acc_ratio", dtype=Float64)],
@@ -58,8 +66,9 @@ def deployed(tmp_path_factory):
     larder.run("materialize", START.strftime("%Y-%m-%dT%H:%M:%S"), END.strftime("%Y-%m-%dT%H:%M:%S"))
     server = Server(larder)
     exp = expected_latest(data["drivers"], "driver_id", "event_timestamp", pd.Timestamp(START), pd.Timestamp(END), "created")
-    yield {"server": server, "exp": exp}
-    server.stop()
+    state = {"server": server, "exp": exp, "larder": larder}
+    yield state
+    state["server"].stop()
 
 
 def cols(resp):
@@ -161,3 +170,17 @@ def test_training_set_without_the_request_column_is_refused(deployed):
     with pytest.raises(LarderError) as e:
         FeatureStore(url=deployed["server"].url).get_historical_features(entity_df=entity_df, features=["conv_sql:acc_ratio"]).to_df()
     assert e.value.status == 422 and "val_to_add" in e.value.message
+
+
+def test_a_request_cancelled_mid_transformation_does_not_shift_later_answers(deployed):
+    """A request that times out while the Python worker computes its answer must not leave that
+    answer on the worker's connection, where the next request would read it as its own."""
+    deployed["server"].stop()
+    server = deployed["server"] = Server(deployed["larder"], "--request-timeout-secs", "1")
+    slow = server.online({"features": ["slow_python:slow_echo"], "entities": {"driver_id": [1], "val_to_add": [7777]}})
+    assert slow.status_code == 504, slow.text
+    time.sleep(1.0)  # the worker has answered the timed-out request by now
+    for vals in ([5, 6], [7, 8], [9, 10]):
+        r = server.online({"features": ["slow_python:slow_echo"], "entities": {"driver_id": [1, 2], "val_to_add": vals}})
+        assert cols(r)["slow_echo"]["values"] == vals
+

@@ -5,12 +5,20 @@
 //! to it over a Unix socket. A request is a frame `u32le header length, JSON header (the
 //! view's name, mode, function name and source), u64le body length, Arrow IPC stream of the
 //! inputs`; the answer is a frame of the same shape with `{"ok": true}` and the outputs, or
-//! `{"error": "..."}`. The worker compiles each function once from the registry's source text,
-//! as Feast's server unpickles it. A worker that dies is restarted on the next request.
+//! `{"error": "..."}`, both echoing the request's `id`. The worker compiles each function once
+//! from the registry's source text, as Feast's server unpickles it. A worker that dies is
+//! restarted on the next request.
+//!
+//! One connection carries one exchange at a time, so an exchange must never stop halfway: each
+//! runs in its own task, which finishes even when the HTTP request that asked for it is
+//! cancelled (client gone, timeout). An answer whose `id` is not the request's means the stream
+//! is out of step; the worker is then restarted rather than trusted.
 
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
@@ -39,7 +47,8 @@ struct Running {
 /// the Python interpreter runs one transformation at a time anyway).
 pub struct PythonWorker {
     work_dir: PathBuf,
-    running: Mutex<Option<Running>>,
+    running: Arc<Mutex<Option<Running>>>,
+    next_id: AtomicU64,
 }
 
 impl std::fmt::Debug for PythonWorker {
@@ -63,11 +72,12 @@ impl PythonWorker {
     pub fn new(work_dir: PathBuf) -> Self {
         PythonWorker {
             work_dir,
-            running: Mutex::new(None),
+            running: Arc::new(Mutex::new(None)),
+            next_id: AtomicU64::new(1),
         }
     }
 
-    async fn start(&self) -> Result<Running> {
+    async fn start(work_dir: PathBuf) -> Result<Running> {
         let dir = tempfile::Builder::new()
             .prefix("larder-transform-")
             .tempdir()
@@ -76,7 +86,7 @@ impl PythonWorker {
         let mut child = Command::new(python())
             .args(["-m", "larder.transform_worker", "--socket"])
             .arg(&socket)
-            .current_dir(&self.work_dir)
+            .current_dir(&work_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -100,7 +110,9 @@ impl PythonWorker {
 
     /// Runs `odfv`'s function on `inputs`.
     pub async fn run(&self, odfv: &OnDemandFeatureView, inputs: RecordBatch) -> Result<RecordBatch> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let header = json!({
+            "id": id,
             "name": odfv.name,
             "mode": odfv.mode,
             "udf_name": odfv.udf_name,
@@ -114,24 +126,45 @@ impl PythonWorker {
             w.write(&inputs)?;
             w.finish()?;
         }
-        let mut guard = self.running.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.start().await?);
-        }
-        let running = guard.as_mut().expect("started above");
-        match exchange(&mut running.conn, header.as_bytes(), &body).await {
-            Ok((reply, out)) => {
-                drop(guard);
-                decode(odfv, &reply, &out, inputs.num_rows())
+        // The exchange runs in its own task: dropping this future (a cancelled request) must not
+        // leave an answer unread on the connection for the next caller.
+        let (running, work_dir) = (Arc::clone(&self.running), self.work_dir.clone());
+        let task = tokio::spawn(async move {
+            let mut guard = running.lock().await;
+            if guard.is_none() {
+                *guard = Some(Self::start(work_dir).await?);
             }
-            Err(e) => {
-                // The worker is gone or out of sync: restart it on the next call.
-                if let Some(mut r) = guard.take() {
-                    let _ = r.child.kill().await;
+            let conn = &mut guard.as_mut().expect("started above").conn;
+            let answer = exchange(conn, header.as_bytes(), &body)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|(reply, out)| parse_reply(&reply, id).map(|reply| (reply, out)));
+            match answer {
+                Ok(answer) => Ok(answer),
+                Err(e) => {
+                    // The worker is gone or out of step: restart it on the next call.
+                    if let Some(mut r) = guard.take() {
+                        let _ = r.child.kill().await;
+                    }
+                    Err(unavailable(e))
                 }
-                Err(unavailable(e))
             }
-        }
+        });
+        let (reply, out) = task
+            .await
+            .map_err(|e| Error::Internal(format!("the Python transformation task: {e}")))??;
+        decode(odfv, &reply, &out, inputs.num_rows())
+    }
+}
+
+/// The answer's header, checked to answer request `id`.
+fn parse_reply(reply: &[u8], id: u64) -> std::result::Result<serde_json::Value, String> {
+    let reply: serde_json::Value = serde_json::from_slice(reply).map_err(|e| format!("bad answer header: {e}"))?;
+    match reply.get("id").and_then(|v| v.as_u64()) {
+        Some(got) if got == id => Ok(reply),
+        got => Err(format!(
+            "answer for request {got:?} received for request {id}: out of step"
+        )),
     }
 }
 
@@ -153,9 +186,7 @@ async fn exchange(conn: &mut UnixStream, header: &[u8], body: &[u8]) -> std::io:
     Ok((reply, out))
 }
 
-fn decode(odfv: &OnDemandFeatureView, reply: &[u8], out: &[u8], n: usize) -> Result<RecordBatch> {
-    let reply: serde_json::Value =
-        serde_json::from_slice(reply).map_err(|e| unavailable(format!("bad answer header: {e}")))?;
+fn decode(odfv: &OnDemandFeatureView, reply: &serde_json::Value, out: &[u8], n: usize) -> Result<RecordBatch> {
     if let Some(err) = reply.get("error").and_then(|e| e.as_str()) {
         return Err(Error::Internal(format!(
             "on-demand view {}: the transformation failed: {err}",
