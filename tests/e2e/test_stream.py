@@ -183,6 +183,14 @@ class Env:
     def offline_rows(self) -> int:
         return pq.read_table(self.repo / "data" / "tx").num_rows
 
+    def wait_offline(self, timeout=30):
+        """Waits until the offline copy holds every produced event (it is appended every
+        stream.offline_flush_ms, so it lags the online store by up to that)."""
+        deadline = time.time() + timeout
+        while self.offline_rows() != len(self.events):
+            assert time.time() < deadline, (self.offline_rows(), len(self.events))
+            time.sleep(0.2)
+
     def stop(self):
         self.server.stop()
         self.broker.stop()
@@ -235,7 +243,9 @@ def test_aggregates_are_the_same_online_offline_and_by_hand(env):
         want = naive(env.events, u, before)
         for name, fn, *_ in AGGS:
             assert same(online[name][i], want[name]), (u, name, online[name][i], want[name])
-    # Offline at the same time: exactly what the online store served.
+    # Offline at the same time: exactly what the online store served (once the offline copy
+    # has caught up).
+    env.wait_offline()
     entity_df = pd.DataFrame({"user_id": USERS, "event_timestamp": pd.to_datetime([before] * len(USERS), utc=True)})
     training = store.get_historical_features(entity_df=entity_df, features=features).to_df()
     for i, u in enumerate(USERS):
@@ -286,11 +296,7 @@ def test_bad_events_go_to_the_dead_letter_directory_and_the_worker_goes_on(env):
 def test_replay_from_a_new_consumer_group_counts_nothing_twice(env):
     users = USERS + [1, 7]
     before = env.online([f"tx_aggs:{n}" for n, *_ in AGGS], USERS)
-    # The offline copy is appended every stream.offline_flush_ms: wait for the last events'.
-    deadline = time.time() + 30
-    while env.offline_rows() != len(env.events):
-        assert time.time() < deadline, (env.offline_rows(), len(env.events))
-        time.sleep(0.2)
+    env.wait_offline()
     rows_before = env.offline_rows()
     replayed_target = len(env.events)
     env.set_group("g2")  # a new group starts from the earliest offset: every event comes again
@@ -313,10 +319,7 @@ def test_kill_9_loses_nothing(env):
     env.restart(kill=True)
     env.produce([(u, now - i * S, 2.0) for i, u in enumerate(USERS * 5)])
     env.wait_counts(USERS)
-    deadline = time.time() + 30
-    while env.offline_rows() != len(env.events):
-        assert time.time() < deadline, (env.offline_rows(), len(env.events))
-        time.sleep(0.2)
+    env.wait_offline()
 
 
 def test_stream_views_are_listed_from_the_sdk(env):
