@@ -41,6 +41,7 @@ def main():
     ap.add_argument("--larder", required=True)
     ap.add_argument("--seconds", type=int, default=120)
     ap.add_argument("--rate", type=int, default=400, help="requests per second, all kinds")
+    ap.add_argument("--push-every", type=int, default=5, help="every Nth request is a push (0: reads only)")
     args = ap.parse_args()
     os.environ.setdefault("LARDER_PYTHON", sys.executable)
     work = Path(tempfile.mkdtemp(prefix="larder-soak-"))
@@ -68,7 +69,7 @@ def main():
             next_t = time.time()
             while time.time() < deadline:
                 i += 1
-                kind = "push" if i % 5 == 0 else "read"
+                kind = "push" if args.push_every and i % args.push_every == 0 else "read"
                 if kind == "read":
                     body = {"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"],
                             "entities": {"driver_id": [1001 + (i + k) % 5]}}
@@ -101,6 +102,8 @@ def main():
         total = sum(len(v) for v in lat.values())
         print(f"{total} requests in {args.seconds} s ({total / args.seconds:.0f}/s), errors: {errors}")
         for kind, xs in lat.items():
+            if not xs:
+                continue
             print(f"{kind:5s} n={len(xs):6d} p50 {pct(xs, 50):.2f} ms p99 {pct(xs, 99):.2f} ms max {max(xs):.2f} ms")
         print("server RSS MiB: " + ", ".join(f"{k} {v:.1f}" for k, v in memory))
         return 1 if sum(errors.values()) else 0
