@@ -78,7 +78,7 @@ cache_rocksdb() {
 
 # ensure_feast_venv [EXTRAS]: Feast 0.67 from PyPI in a throwaway virtualenv under the cache,
 # for the compatibility tests and the benchmarks. Sets FEAST_PYTHON (empty when it cannot be
-# installed; the tests then skip with a message).
+# installed; the compatibility tests then fail, naming what is missing).
 ensure_feast_venv() {
   local extras="${1:-}" venv="$LARDER_CACHE/feast-0.67-venv" spec="feast==0.67.0"
   [ -n "$extras" ] && spec="feast[$extras]==0.67.0"
@@ -93,7 +93,7 @@ ensure_feast_venv() {
     # The Larder SDK beside Feast, so that repos importing `feast` can be applied unmodified.
     "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$LARDER_ROOT/sdk-python" || true
   else
-    log "Feast could not be installed: the Feast-client compatibility tests will be skipped"
+    log "Feast could not be installed: the Feast compatibility tests will fail"
     export FEAST_PYTHON=""
   fi
 }

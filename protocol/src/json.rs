@@ -5,7 +5,7 @@ use larder_registry::ValueType;
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
-use crate::time::{parse_time, to_nanos};
+use crate::time::parse_time;
 use crate::value::Value;
 
 /// Why a body was refused: FastAPI's error `type`, the path of the bad value and a message.
@@ -68,7 +68,13 @@ pub fn value_from_json(v: &Json, ty: ValueType) -> Result<Value, String> {
     let bad = || Err(format!("expected {ty}, got {v}"));
     match ty {
         ValueType::Double => v.as_f64().map(Value::Double).map_or_else(bad, Ok),
-        ValueType::Float => v.as_f64().map(|f| Value::Float(f as f32)).map_or_else(bad, Ok),
+        ValueType::Float => match v.as_f64() {
+            Some(f) if f.is_finite() && f.abs() > f32::MAX as f64 => {
+                Err(format!("{v} is outside the range of Float32 (±{:e})", f32::MAX))
+            }
+            Some(f) => Ok(Value::Float(f as f32)),
+            None => bad(),
+        },
         ValueType::Bool => v.as_bool().map(Value::Bool).map_or_else(bad, Ok),
         ValueType::UnixTimestamp => match v {
             Json::String(s) => parse_time(s).map(|t| Value::UnixTimestamp(t.timestamp())),
@@ -79,13 +85,29 @@ pub fn value_from_json(v: &Json, ty: ValueType) -> Result<Value, String> {
 }
 
 /// Parses an event or created time: an ISO-8601 string (naive = UTC) or epoch seconds; ns.
+/// Times outside [`crate::time::EVENT_RANGE`] are errors, never clamped.
 pub fn time_from_json(v: &Json) -> Result<i64, String> {
+    let out_of_range = || format!("time {v} is outside the accepted range, {}", crate::time::EVENT_RANGE);
     match v {
-        Json::String(s) => parse_time(s).map(to_nanos),
-        Json::Number(n) => n
-            .as_f64()
-            .map(|s| (s * 1e9) as i64)
-            .ok_or_else(|| format!("bad time {v}")),
+        Json::String(s) => {
+            let t = parse_time(s)?;
+            let ns = t.timestamp_nanos_opt().ok_or_else(out_of_range)?;
+            crate::time::check_event_nanos(ns).map_err(|_| out_of_range())
+        }
+        Json::Number(n) => {
+            let ns = match n.as_i64() {
+                // Whole seconds: exact integer arithmetic.
+                Some(secs) => secs.checked_mul(1_000_000_000).ok_or_else(out_of_range)?,
+                None => {
+                    let ns = n.as_f64().ok_or_else(|| format!("bad time {v}"))? * 1e9;
+                    if !ns.is_finite() || ns < i64::MIN as f64 || ns >= i64::MAX as f64 {
+                        return Err(out_of_range());
+                    }
+                    ns as i64
+                }
+            };
+            crate::time::check_event_nanos(ns).map_err(|_| out_of_range())
+        }
         _ => Err(format!("expected an ISO-8601 time or epoch seconds, got {v}")),
     }
 }
@@ -119,5 +141,27 @@ mod tests {
             2_000_000_000
         );
         assert!(time_from_json(&serde_json::json!(true)).is_err());
+        for far in [
+            serde_json::json!("9999-01-01T00:00:00Z"),
+            serde_json::json!(1e300),
+            serde_json::json!(-1e300),
+            serde_json::json!("1800-01-01"),
+            serde_json::json!(7_258_118_400i64),
+        ] {
+            let e = time_from_json(&far).unwrap_err();
+            assert!(e.contains("outside the accepted range"), "{far}: {e}");
+        }
+        assert_eq!(
+            time_from_json(&serde_json::json!(7_258_118_399i64)).unwrap(),
+            7_258_118_399_000_000_000
+        );
+        assert!(value_from_json(&serde_json::json!(1e39), ValueType::Float)
+            .unwrap_err()
+            .contains("Float32"));
+        assert!(value_from_json(&serde_json::json!([1.0, 1e39]), ValueType::FloatList).is_err());
+        assert_eq!(
+            value_from_json(&serde_json::json!(3.4e38), ValueType::Float).unwrap(),
+            Value::Float(3.4e38)
+        );
     }
 }

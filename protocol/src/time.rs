@@ -27,6 +27,29 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     ))
 }
 
+/// Earliest event or created time accepted on a write: 1900-01-01T00:00:00Z, in ns.
+pub const MIN_EVENT_NS: i64 = -2_208_988_800_000_000_000;
+/// Latest event or created time accepted on a write (exclusive): 2200-01-01T00:00:00Z, in ns.
+///
+/// Times outside `[MIN_EVENT_NS, MAX_EVENT_NS)` are refused rather than clamped: a clamped far
+/// future time would win over every later real write of its key ("newest event time wins").
+pub const MAX_EVENT_NS: i64 = 7_258_118_400_000_000_000;
+
+/// The accepted range of event times, for messages.
+pub const EVENT_RANGE: &str = "1900-01-01T00:00:00Z (inclusive) to 2200-01-01T00:00:00Z (exclusive)";
+
+/// `ns` if it lies in the accepted range of event times, else an error naming the range.
+pub fn check_event_nanos(ns: i64) -> Result<i64, String> {
+    if (MIN_EVENT_NS..MAX_EVENT_NS).contains(&ns) {
+        Ok(ns)
+    } else {
+        Err(format!(
+            "time {} is outside the accepted range, {EVENT_RANGE}",
+            format_feast(ns)
+        ))
+    }
+}
+
 /// Nanoseconds since the epoch of a time (saturating outside 1677..2262).
 pub fn to_nanos(t: DateTime<Utc>) -> i64 {
     t.timestamp_nanos_opt()

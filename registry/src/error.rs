@@ -37,6 +37,10 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// The apply was refused by its caller's precondition (checked under the registry's lock,
+    /// against the plan that would be recorded); nothing was recorded.
+    #[error("{0}")]
+    Refused(String),
     /// A version that is not in the history was asked for.
     #[error("registry version {0} does not exist")]
     NoSuchVersion(u64),

@@ -18,5 +18,5 @@ pub use model::*;
 pub use plan::{diff, Change, ChangeKind, Plan};
 pub use postgres_store::PostgresRegistryStore;
 pub use resolve::{resolve, SchemaLookup, SourceColumn};
-pub use store::{FileRegistryStore, MaterializationInterval, RegistryState, RegistryStore, VersionInfo};
+pub use store::{Applied, FileRegistryStore, MaterializationInterval, RegistryState, RegistryStore, VersionInfo};
 pub use validate::{validate, ValidationError};

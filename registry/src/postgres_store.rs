@@ -24,7 +24,8 @@ use crate::error::{Error, Result};
 use crate::model::RegistryDoc;
 use crate::plan::Plan;
 use crate::store::{
-    merge_interval, next_version, HistoryEntry, MaterializationInterval, RegistryState, RegistryStore, VersionInfo,
+    merge_interval, plan_next, Applied, HistoryEntry, MaterializationInterval, Next, RegistryState, RegistryStore,
+    VersionInfo,
 };
 
 const SCHEMA: &str = "
@@ -195,13 +196,27 @@ impl RegistryStore for PostgresRegistryStore {
         self.with_client(|c| self.load_in(c))
     }
 
-    fn apply(&self, mut doc: RegistryDoc, plan: &Plan, applied_by: &str) -> Result<RegistryState> {
+    fn apply(
+        &self,
+        mut doc: RegistryDoc,
+        applied_by: &str,
+        allow: &(dyn Fn(&Plan) -> Result<()> + Sync),
+    ) -> Result<Applied> {
         doc.normalize();
-        let changes = plan.lines();
         self.with_client(move |c| {
             let mut tx = c.transaction().map_err(|e| self.db_error(e))?;
             self.lock(&mut tx)?;
-            let (state, entry) = next_version(self.load_in(&mut tx)?, doc, changes, applied_by);
+            let (plan, next) = plan_next(self.load_in(&mut tx)?, doc, applied_by, allow)?;
+            let (state, entry) = match next {
+                Next::Version(state, entry) => (*state, *entry),
+                Next::Unchanged(current) => {
+                    return Ok(Applied {
+                        plan,
+                        state: current,
+                        recorded: false,
+                    })
+                }
+            };
             let version = state.version;
             let entry_text = serde_json::to_string(&entry).map_err(|e| self.db_error(e))?;
             tx.execute(
@@ -212,7 +227,11 @@ impl RegistryStore for PostgresRegistryStore {
             .map_err(|e| self.db_error(e))?;
             self.save_in(&mut tx, &state)?;
             tx.commit().map_err(|e| self.db_error(e))?;
-            Ok(state)
+            Ok(Applied {
+                plan,
+                state: Some(state),
+                recorded: true,
+            })
         })
     }
 

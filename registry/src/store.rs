@@ -74,8 +74,16 @@ pub(crate) struct HistoryEntry {
 pub trait RegistryStore: Send + Sync + std::fmt::Debug {
     /// The current state, or `None` before the first apply.
     fn load(&self) -> Result<Option<RegistryState>>;
-    /// Records `doc` as a new version with the given plan; returns the new state.
-    fn apply(&self, doc: RegistryDoc, plan: &Plan, applied_by: &str) -> Result<RegistryState>;
+    /// Records `doc` as a new version, with the plan computed under the store's write lock
+    /// against the version it replaces (so concurrent applies each record the change they
+    /// really made). `allow` sees that plan before anything is written and may refuse it
+    /// ([`Error::Refused`]). An empty plan records no version.
+    fn apply(
+        &self,
+        doc: RegistryDoc,
+        applied_by: &str,
+        allow: &(dyn Fn(&Plan) -> Result<()> + Sync),
+    ) -> Result<Applied>;
     /// Records a finished materialization of `view`.
     fn record_materialization(&self, view: &str, interval: MaterializationInterval) -> Result<()>;
     /// The versions applied so far, oldest first.
@@ -168,6 +176,43 @@ impl FileRegistryStore {
     }
 }
 
+/// What an apply did.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The changes, against the version that was current under the lock.
+    pub plan: Plan,
+    /// The state after the apply: the new version, or the current one when nothing changed
+    /// (`None` before any apply).
+    pub state: Option<RegistryState>,
+    /// Whether a new version was recorded.
+    pub recorded: bool,
+}
+
+/// Plans `doc` (already normalized) against `old` and, when something changes and `allow`
+/// agrees, makes the next version. Every store's `apply` uses it under its lock.
+pub(crate) fn plan_next(
+    old: Option<RegistryState>,
+    doc: RegistryDoc,
+    applied_by: &str,
+    allow: &(dyn Fn(&Plan) -> Result<()> + Sync),
+) -> Result<(Plan, Next)> {
+    let plan = crate::plan::diff(old.as_ref().map(|s| &s.doc), &doc);
+    if plan.is_empty() {
+        return Ok((plan, Next::Unchanged(old)));
+    }
+    allow(&plan)?;
+    let (state, entry) = next_version(old, doc, plan.lines(), applied_by);
+    Ok((plan, Next::Version(Box::new(state), Box::new(entry))))
+}
+
+/// What [`plan_next`] decided.
+pub(crate) enum Next {
+    /// A new version to record.
+    Version(Box<RegistryState>, Box<HistoryEntry>),
+    /// Nothing changed: the current state stays.
+    Unchanged(Option<RegistryState>),
+}
+
 /// The state and history entry of the version that applying `doc` (already normalized) on top
 /// of `old` makes: the next version number, the materialization records of views that remain.
 /// Every store's `apply` uses it, so they agree on what a version is.
@@ -234,10 +279,25 @@ impl RegistryStore for FileRegistryStore {
         }
     }
 
-    fn apply(&self, mut doc: RegistryDoc, plan: &Plan, applied_by: &str) -> Result<RegistryState> {
+    fn apply(
+        &self,
+        mut doc: RegistryDoc,
+        applied_by: &str,
+        allow: &(dyn Fn(&Plan) -> Result<()> + Sync),
+    ) -> Result<Applied> {
         let _lock = self.lock()?;
         doc.normalize();
-        let (state, entry) = next_version(self.load()?, doc, plan.lines(), applied_by);
+        let (plan, next) = plan_next(self.load()?, doc, applied_by, allow)?;
+        let (state, entry) = match next {
+            Next::Version(state, entry) => (*state, *entry),
+            Next::Unchanged(current) => {
+                return Ok(Applied {
+                    plan,
+                    state: current,
+                    recorded: false,
+                })
+            }
+        };
         let version = state.version;
         let hist = self.history_dir().join(format!("v{version:08}.json"));
         let bytes = serde_json::to_vec_pretty(&entry).map_err(|e| Error::Corrupt {
@@ -248,7 +308,11 @@ impl RegistryStore for FileRegistryStore {
         // rewrites this version's history entry, and readers never see a version without one.
         write_atomic(&hist, &bytes)?;
         self.write_state(&state)?;
-        Ok(state)
+        Ok(Applied {
+            plan,
+            state: Some(state),
+            recorded: true,
+        })
     }
 
     fn record_materialization(&self, view: &str, interval: MaterializationInterval) -> Result<()> {
@@ -346,6 +410,14 @@ mod tests {
     fn doc(project: &str) -> RegistryDoc {
         RegistryDoc {
             project: project.into(),
+            entities: vec![crate::Entity {
+                name: "e0".into(),
+                join_keys: vec!["k".into()],
+                value_type: Some(crate::ValueType::Int64),
+                description: String::new(),
+                tags: Default::default(),
+                owner: String::new(),
+            }],
             ..Default::default()
         }
     }
@@ -357,7 +429,7 @@ mod tests {
         let store = FileRegistryStore::new(&path);
         assert!(store.load().unwrap().is_none());
         let d1 = doc("p");
-        let s1 = store.apply(d1.clone(), &diff(None, &d1), "alice").unwrap();
+        let s1 = store.apply(d1.clone(), "alice", &|_| Ok(())).unwrap().state.unwrap();
         assert_eq!(s1.version, 1);
         let mut d2 = doc("p");
         d2.entities.push(crate::Entity {
@@ -368,12 +440,17 @@ mod tests {
             tags: Default::default(),
             owner: String::new(),
         });
-        let plan = diff(Some(&d1), &d2);
-        store.apply(d2.clone(), &plan, "bob").unwrap();
+        let applied = store.apply(d2.clone(), "bob", &|_| Ok(())).unwrap();
+        assert!(applied.recorded);
+        assert_eq!(applied.plan, diff(Some(&d1), &d2));
+        let again = store.apply(d2.clone(), "bob", &|_| Ok(())).unwrap();
+        assert!(!again.recorded && again.plan.is_empty());
         let reopened = FileRegistryStore::new(&path);
         let state = reopened.load().unwrap().unwrap();
         assert_eq!(state.version, 2);
-        assert_eq!(state.doc, d2);
+        let mut normalized = d2.clone();
+        normalized.normalize();
+        assert_eq!(state.doc, normalized);
         let hist = reopened.history().unwrap();
         assert_eq!(hist.iter().map(|h| h.version).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(hist[1].applied_by, "bob");
@@ -388,7 +465,7 @@ mod tests {
         let path = dir.path().join("registry.json");
         let store = FileRegistryStore::new(&path);
         let d = doc("p");
-        store.apply(d.clone(), &diff(None, &d), "x").unwrap();
+        store.apply(d.clone(), "x", &|_| Ok(())).unwrap();
         // A crash mid-write leaves only a partial temp file behind.
         fs::write(dir.path().join(".registry.json.tmp.999"), b"{\"version\": 2, \"doc").unwrap();
         assert_eq!(store.load().unwrap().unwrap().version, 1);
@@ -399,7 +476,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileRegistryStore::new(dir.path().join("r.json"));
         let d = doc("p");
-        store.apply(d.clone(), &diff(None, &d), "x").unwrap();
+        store.apply(d.clone(), "x", &|_| Ok(())).unwrap();
         let t = |h: i64| DateTime::<Utc>::from_timestamp(h * 3600, 0).unwrap();
         for (s, e) in [(0, 5), (3, 8), (10, 12)] {
             store

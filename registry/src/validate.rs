@@ -36,6 +36,120 @@ pub fn valid_project_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('_') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Longest accepted object or field name (Feast's SQL registry stores names as `VARCHAR(255)`).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Checks the name of a registry object (entity, data source, feature view, on-demand view,
+/// feature service): 1 to [`MAX_NAME_LEN`] characters, ASCII letters, digits, `_`, `-` and `.`,
+/// not starting with a digit, `-` or `.`. `:` and `@` are kept out because they separate a
+/// view from a feature (`view:feature`) and a version (`view@v2`) in feature references; control
+/// characters and spaces because names become keys and paths in the stores.
+pub fn check_object_name(name: &str) -> Result<(), String> {
+    check_len(name)?;
+    let first = name.chars().next().unwrap_or('_');
+    if !(first.is_ascii_alphabetic() || first == '_') {
+        return Err(format!(
+            "the name `{}` must start with a letter or `_`",
+            printable(name)
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "the name `{}` holds `{}`: names may hold only ASCII letters, digits, `_`, `-` and `.`",
+            printable(name),
+            c.escape_default()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a field (feature, join key, request field) name: 1 to [`MAX_NAME_LEN`] characters,
+/// no control characters and no `:` (which would make `view:feature` references ambiguous).
+pub fn check_field_name(name: &str) -> Result<(), String> {
+    check_len(name)?;
+    if let Some(c) = name.chars().find(|c| c.is_control() || *c == ':') {
+        return Err(format!(
+            "the name `{}` holds `{}`, which a field name may not hold",
+            printable(name),
+            c.escape_default()
+        ));
+    }
+    Ok(())
+}
+
+fn check_len(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the name is empty".into());
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(format!(
+            "the name `{}...` is {} characters long; the limit is {MAX_NAME_LEN}",
+            printable(&name.chars().take(32).collect::<String>()),
+            name.chars().count()
+        ));
+    }
+    Ok(())
+}
+
+/// A name as it may be shown in a message (control characters escaped, cut at 64).
+fn printable(name: &str) -> String {
+    name.chars().take(64).flat_map(char::escape_default).collect()
+}
+
+/// Every object and field name of `doc` (see [`check_object_name`], [`check_field_name`]).
+fn check_names(doc: &RegistryDoc, errors: &mut Vec<ValidationError>) {
+    let mut object = |kind: &str, name: &str| {
+        if let Err(m) = check_object_name(name) {
+            errors.push(ValidationError::new(format!("{kind} {}", printable(name)), m));
+        }
+    };
+    for e in &doc.entities {
+        object("entity", &e.name);
+    }
+    for s in &doc.data_sources {
+        object(s.kind(), s.name());
+    }
+    for v in &doc.feature_views {
+        object("feature view", &v.name);
+    }
+    for v in &doc.on_demand_feature_views {
+        object("on-demand feature view", &v.name);
+    }
+    for s in &doc.feature_services {
+        object("feature service", &s.name);
+    }
+    let mut field = |owner: String, name: &str| {
+        if let Err(m) = check_field_name(name) {
+            errors.push(ValidationError::new(owner, m));
+        }
+    };
+    for e in &doc.entities {
+        for k in &e.join_keys {
+            field(format!("entity {}", printable(&e.name)), k);
+        }
+    }
+    for v in &doc.feature_views {
+        for f in v.features.iter().chain(&v.entity_columns) {
+            field(format!("feature view {}", printable(&v.name)), &f.name);
+        }
+    }
+    for v in &doc.on_demand_feature_views {
+        for f in &v.features {
+            field(format!("on-demand feature view {}", printable(&v.name)), &f.name);
+        }
+    }
+    for s in &doc.data_sources {
+        if let DataSource::Request(r) = s {
+            for f in &r.schema {
+                field(format!("request source {}", printable(&r.name)), &f.name);
+            }
+        }
+    }
+}
+
 fn duplicates<'a>(kind: &str, names: impl Iterator<Item = &'a str>, errors: &mut Vec<ValidationError>) {
     let mut seen = HashSet::new();
     for n in names {
@@ -58,6 +172,7 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
             "a project name may hold only letters, digits and `_`, and may not start with `_`",
         ));
     }
+    check_names(doc, &mut errors);
     duplicates("entity", doc.entities.iter().map(|e| e.name.as_str()), &mut errors);
     duplicates("data source", doc.data_sources.iter().map(|s| s.name()), &mut errors);
     duplicates(

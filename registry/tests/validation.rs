@@ -268,3 +268,48 @@ fn plan_lists_creates_updates_and_deletes() {
     assert!(lines.contains(&"Deleted feature service svc".to_string()), "{lines:?}");
     assert!(diff(Some(&old), &old).is_empty());
 }
+
+#[test]
+fn unusable_names_are_refused_for_every_object_kind() {
+    let long = "v".repeat(10_000);
+    for bad in ["", "a:b", "a\0b", "a@v2", "9lives", "has space", long.as_str()] {
+        let mut doc = base();
+        doc.feature_views[0].name = bad.into();
+        doc.feature_services[0].features[0].view = bad.into();
+        let e = errors(&doc);
+        assert!(
+            e.iter().any(|m| m.starts_with("feature view ") && m.contains("name")),
+            "{bad:?}: {e:?}"
+        );
+
+        let mut doc = base();
+        doc.entities[0].name = bad.into();
+        doc.feature_views[0].entities = vec![bad.into()];
+        assert!(errors(&doc).iter().any(|m| m.starts_with("entity ")), "{bad:?}");
+
+        let mut doc = base();
+        doc.feature_services[0].name = bad.into();
+        assert!(
+            errors(&doc).iter().any(|m| m.starts_with("feature service ")),
+            "{bad:?}"
+        );
+    }
+    let mut doc = base();
+    doc.feature_views[0].name = "driver-stats.v1_x".into();
+    doc.feature_services[0].features[0].view = "driver-stats.v1_x".into();
+    assert!(errors(&doc).is_empty(), "{:?}", errors(&doc));
+}
+
+#[test]
+fn unusable_field_names_are_refused() {
+    for bad in ["", "conv:rate", "conv\nrate"] {
+        let mut doc = base();
+        doc.feature_views[0].features[0].name = bad.into();
+        assert!(
+            errors(&doc).iter().any(|m| m.starts_with("feature view stats")),
+            "{bad:?}: {:?}",
+            errors(&doc)
+        );
+    }
+    assert!(larder_registry::validate::check_field_name("7d_avg").is_ok());
+}

@@ -269,9 +269,36 @@ class FeatureStore:
     # -- writes ----------------------------------------------------------------------------
     def _post(self, path: str, body: Optional[dict] = None):
         resp = self._session.post(self.url + path, json=body if body is not None else {}, timeout=self.timeout)
-        if resp.status_code != 200:
+        if resp.status_code not in (200, 202):
             raise LarderError(resp.status_code, _error_message(resp))
         return resp.json() if resp.content else None
+
+    def wait_for_job(self, job_id: str, timeout: Optional[float] = None, poll: float = 0.2) -> dict:
+        """Waits for a server job (a materialization) to finish and returns its report; raises
+        ``LarderError`` (with the job's status code and message) when it failed, and
+        ``TimeoutError`` when ``timeout`` seconds pass first."""
+        import time as _time_mod
+
+        deadline = None if timeout is None else _time_mod.monotonic() + timeout
+        while True:
+            resp = self._session.get(f"{self.url}/jobs/{job_id}", timeout=self.timeout)
+            if resp.status_code != 200:
+                raise LarderError(resp.status_code, _error_message(resp))
+            report = resp.json()
+            if report["status"] == "succeeded":
+                return report
+            if report["status"] == "failed":
+                err = report.get("error") or {}
+                raise LarderError(err.get("status", 500), err.get("message", "the job failed"))
+            if deadline is not None and _time_mod.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still running after {timeout} s")
+            _time_mod.sleep(poll)
+
+    def _run_job(self, path: str, body: dict, wait: bool):
+        started = self._post(path, body)
+        if not wait:
+            return started
+        return self.wait_for_job(started["id"])["views"]
 
     def push(self, push_source_name: str, df, allow_registry_cache: bool = True, to: PushMode = PushMode.ONLINE,
              transform_on_write: bool = True) -> None:
@@ -289,15 +316,18 @@ class FeatureStore:
         self._post("/write-to-online-store", {"feature_view_name": feature_view_name, "df": _columns(data),
                                               "allow_registry_cache": allow_registry_cache})
 
-    def materialize(self, start_date, end_date, feature_views: Optional[List[str]] = None) -> List[dict]:
-        """Loads ``[start_date, end_date]`` from the offline sources into the online store (run by
-        the server). Returns one ``{feature_view, start, end, rows}`` per view."""
-        return self._post("/materialize", {"start_ts": _time(start_date), "end_ts": _time(end_date),
-                                           "feature_views": feature_views})
+    def materialize(self, start_date, end_date, feature_views: Optional[List[str]] = None, wait: bool = True):
+        """Loads ``[start_date, end_date]`` from the offline sources into the online store (a job
+        run by the server). Waits for it and returns one ``{feature_view, start, end, rows}`` per
+        view; with ``wait=False`` returns the started job's report (see ``wait_for_job``)."""
+        return self._run_job("/materialize", {"start_ts": _time(start_date), "end_ts": _time(end_date),
+                                              "feature_views": feature_views}, wait)
 
-    def materialize_incremental(self, end_date, feature_views: Optional[List[str]] = None) -> List[dict]:
-        """Materializes each view from the end of its last run up to ``end_date``."""
-        return self._post("/materialize-incremental", {"end_ts": _time(end_date), "feature_views": feature_views})
+    def materialize_incremental(self, end_date, feature_views: Optional[List[str]] = None, wait: bool = True):
+        """Materializes each view from the end of its last run up to ``end_date`` (a job, as
+        ``materialize``)."""
+        return self._run_job("/materialize-incremental", {"end_ts": _time(end_date), "feature_views": feature_views},
+                             wait)
 
     @staticmethod
     def _definitions(objects) -> dict:
@@ -404,9 +434,12 @@ class FeatureStore:
             text = str(e)
             status = {fl.FlightUnavailableError: 503, fl.FlightUnauthenticatedError: 401,
                       fl.FlightUnauthorizedError: 403}.get(type(e), 500)
-            if "not found" in text.lower():
+            # The gRPC code, as pyarrow words it ("Flight returned <code> error"); the message
+            # itself may contain any words (e.g. a file name that was "not found").
+            code = text.lower().split(", with message", 1)[0]
+            if "returned not found" in code:
                 status = 404
-            elif "invalid argument" in text.lower():
+            elif "returned invalid argument" in code:
                 status = 422
             start, end = text.find("{"), text.rfind("}")
             message = text

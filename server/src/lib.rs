@@ -12,6 +12,7 @@ pub mod error;
 pub mod exporter;
 pub mod flight;
 pub mod ingest;
+pub mod jobs;
 pub mod materialize;
 pub mod metrics;
 pub mod offline;

@@ -99,6 +99,21 @@ enum Command {
         /// Longest a request may take, in seconds, before it is answered 504.
         #[arg(long, default_value_t = 60)]
         request_timeout_secs: u64,
+        /// Longest wait for the next part of a request body, in seconds (then 408).
+        #[arg(long, default_value_t = 10)]
+        body_timeout_secs: u64,
+        /// Longest a request head may take to arrive, in seconds; also closes keep-alive
+        /// connections idle for this long between requests.
+        #[arg(long, default_value_t = 10)]
+        header_read_timeout_secs: u64,
+        /// Close a connection that moves no bytes for this many seconds while no request is
+        /// in flight.
+        #[arg(long, default_value_t = 60)]
+        idle_timeout_secs: u64,
+        /// Most open HTTP connections; more are closed at once (default: the open-file
+        /// limit less 128).
+        #[arg(long)]
+        max_connections: Option<usize>,
         /// How often to check the registry for a new apply, in seconds (default: the
         /// registry's `cache_ttl_seconds`, or 1).
         #[arg(long)]
@@ -286,6 +301,10 @@ async fn run(cli: Cli) -> Result<()> {
             key,
             max_concurrent_requests,
             request_timeout_secs,
+            body_timeout_secs,
+            header_read_timeout_secs,
+            idle_timeout_secs,
+            max_connections,
             registry_refresh_secs,
             no_stream,
         } => {
@@ -308,8 +327,14 @@ async fn run(cli: Cli) -> Result<()> {
                     max_arrow_body_bytes,
                     max_concurrent_requests,
                     request_timeout: Duration::from_secs(request_timeout_secs.max(1)),
+                    body_timeout: Duration::from_secs(body_timeout_secs.max(1)),
                 },
             );
+            let conn_limits = api::listen::ConnectionLimits {
+                header_read_timeout: Duration::from_secs(header_read_timeout_secs.max(1)),
+                idle_timeout: Duration::from_secs(idle_timeout_secs.max(1)),
+                max_connections: max_connections.unwrap_or_else(api::listen::default_max_connections),
+            };
             let addr: SocketAddr = format!("{host}:{port}")
                 .parse()
                 .with_context(|| format!("bad address {host}:{port}"))?;
@@ -384,18 +409,14 @@ async fn run(cli: Cli) -> Result<()> {
             match tls {
                 Some((http_tls, _)) => {
                     let listener = larder_server::tls::TlsListener::new(listener, http_tls)?;
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stopped(stop_rx))
-                        .await?;
+                    api::listen::serve(listener, app, conn_limits, stopped(stop_rx)).await?;
                 }
                 None => {
                     // Small responses: send them at once (no Nagle delay), as uvicorn does for Feast.
                     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                         let _ = tcp.set_nodelay(true);
                     });
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stopped(stop_rx))
-                        .await?;
+                    api::listen::serve(listener, app, conn_limits, stopped(stop_rx)).await?;
                 }
             }
             if let Some(f) = flight {

@@ -230,23 +230,42 @@ impl FeatureStore {
     /// online data of views that no longer exist.
     pub async fn apply(&self, doc: RegistryDoc, applied_by: &str) -> Result<ApplyOutcome> {
         let doc = self.checked(doc).await?;
-        let old = self.registry.load()?;
-        let plan = diff(old.as_ref().map(|s| &s.doc), &doc);
-        if plan.is_empty() {
-            return Ok(ApplyOutcome { plan, state: old });
-        }
-        let state = self.registry.apply(doc, &plan, applied_by)?;
-        for view in plan.deleted_views() {
+        // Removing a view deletes its online rows. When this process cannot reach the online
+        // store (the embedded RocksDB store is held by a running `larder serve`), an apply that
+        // removes a view is refused: recording it would leave rows behind that a later view of
+        // the same name would serve. The check runs under the registry's lock, on the plan
+        // that is recorded.
+        let online: std::sync::Mutex<Option<Arc<dyn OnlineStore>>> = std::sync::Mutex::new(None);
+        let allow = |plan: &larder_registry::Plan| -> larder_registry::Result<()> {
+            let deleted = plan.deleted_views();
+            if deleted.is_empty() {
+                return Ok(());
+            }
             match self.online() {
-                Ok(o) => o.delete_view(self.project(), &view).await?,
-                Err(e) => {
-                    tracing::warn!(view = %view, error = %e, "Could not delete the online rows of a removed view.")
+                Ok(o) => {
+                    if let Ok(mut slot) = online.lock() {
+                        *slot = Some(o);
+                    }
+                    Ok(())
                 }
+                Err(why) => Err(larder_registry::Error::Refused(format!(
+                    "this apply removes feature view(s) {} but their online rows cannot be deleted from here \
+                     ({why}); nothing was changed. Apply through the running server instead \
+                     (POST /apply, the SDK's store.apply) or stop it first",
+                    deleted.join(", ")
+                ))),
+            }
+        };
+        let applied = self.registry.apply(doc, applied_by, &allow)?;
+        let online = online.lock().ok().and_then(|mut o| o.take());
+        if let (true, Some(o)) = (applied.recorded, online) {
+            for view in applied.plan.deleted_views() {
+                o.delete_view(self.project(), &view).await?;
             }
         }
         Ok(ApplyOutcome {
-            plan,
-            state: Some(state),
+            plan: applied.plan,
+            state: applied.state,
         })
     }
 
@@ -306,6 +325,13 @@ impl FeatureStore {
             out.push(self.materialize_one(&state, &name, start, end, progress).await?);
         }
         Ok(out)
+    }
+
+    /// Checks a materialization request's view list (unknown views: 404; aggregated stream
+    /// views: 422) against the current registry, before a job is started.
+    pub fn check_materialize(&self, views: &[String]) -> Result<()> {
+        let state = self.state()?;
+        self.views_to_materialize(&state, views).map(|_| ())
     }
 
     fn views_to_materialize(&self, state: &RegistryState, views: &[String]) -> Result<Vec<String>> {
@@ -487,6 +513,7 @@ impl FeatureStore {
                 sources,
             });
         }
+        check_entity_types(&entity, &state.doc, &views, &plans)?;
         let stream = self
             .offline
             .get_historical_features(HistoricalRequest { entity, views })
@@ -631,4 +658,50 @@ fn aggregations_of(
                 .ok_or_else(|| Error::Internal(format!("view {}: no aggregation gives `{f}`", view.name)))
         })
         .collect()
+}
+
+/// Refuses entity-dataframe columns whose type does not fit the join key or request field they
+/// stand for (a string `'1001'` for an INT64 key, a float for an integer key, a string for a
+/// number), as online retrieval does: 422 naming the column, instead of silent misses.
+fn check_entity_types(
+    entity: &[RecordBatch],
+    doc: &larder_registry::RegistryDoc,
+    views: &[HistoricalView<'_>],
+    plans: &[crate::transform::OdfvPlan],
+) -> Result<()> {
+    let Some(schema) = entity.first().map(RecordBatch::schema) else {
+        return Ok(());
+    };
+    let check = |name: &str, ty: larder_registry::ValueType, what: String| -> Result<()> {
+        match schema.field_with_name(name) {
+            Ok(f) if !crate::value::column_fits(f.data_type(), ty) => Err(Error::invalid(
+                format!("entity_df.{name}"),
+                format!("the column has type {}, but {what} is {ty}", f.data_type()),
+            )),
+            _ => Ok(()),
+        }
+    };
+    for v in views {
+        if let Some(fv) = doc.feature_view(&v.view) {
+            for k in &fv.entity_columns {
+                check(
+                    &k.name,
+                    k.dtype,
+                    format!("join key `{}` of feature view {}", k.name, fv.name),
+                )?;
+            }
+        }
+    }
+    for p in plans {
+        for c in &p.inputs {
+            if c.origin == crate::transform::InputOrigin::Request {
+                check(
+                    &c.name,
+                    c.dtype,
+                    format!("request field `{}` of on-demand feature view {}", c.name, p.odfv.name),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -88,6 +88,29 @@ pub fn value_type_of(dt: &DataType) -> Option<ValueType> {
     })
 }
 
+/// Whether a column of Arrow type `dt` given by a caller (an entity dataframe) can stand for
+/// values of Feast type `ty` without a lossy or surprising conversion: the same type, another
+/// width of integer or float, integers for floats, and an all-null column. A string for a
+/// number, a float for an integer key or a number for a string are not.
+pub fn column_fits(dt: &DataType, ty: ValueType) -> bool {
+    fn scalar_fits(have: ValueType, want: ValueType) -> bool {
+        let int = |t| matches!(t, ValueType::Int32 | ValueType::Int64);
+        let float = |t| matches!(t, ValueType::Float | ValueType::Double);
+        have == want || (int(have) && int(want)) || (float(want) && (float(have) || int(have)))
+    }
+    if dt == &DataType::Null {
+        return true;
+    }
+    let Some(have) = value_type_of(dt) else {
+        return false;
+    };
+    match (have.element(), ty.element()) {
+        (Some(h), Some(w)) => scalar_fits(h, w),
+        (None, None) => scalar_fits(have, ty),
+        _ => false,
+    }
+}
+
 /// Event times of a timestamp column as nanoseconds since the epoch (UTC; naive timestamps are
 /// taken as UTC, as Feast does).
 pub fn timestamps_nanos(array: &ArrayRef) -> Result<Vec<Option<i64>>, ValueError> {

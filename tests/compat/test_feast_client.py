@@ -27,7 +27,7 @@ print(json.dumps(out, default=str))
 @pytest.fixture(scope="module")
 def feast_python():
     if not FEAST_PYTHON or not Path(FEAST_PYTHON).exists():
-        pytest.skip("Feast is not installed (scripts/test.sh installs feast==0.67.0 into ~/.cache/larder; "
+        pytest.fail("Feast is not installed (scripts/test.sh installs feast==0.67.0 into ~/.cache/larder; "
                     "set FEAST_PYTHON to its interpreter)")
     return FEAST_PYTHON
 
@@ -80,7 +80,7 @@ def test_a_repo_written_with_feast_applies_unmodified(tmp_path, feast_python):
 
     probe = subprocess.run([feast_python, "-c", "import larder"], capture_output=True)
     if probe.returncode != 0:
-        pytest.skip("the Larder SDK is not installed in Feast's virtualenv (scripts/test.sh installs it)")
+        pytest.fail("the Larder SDK is not installed in Feast's virtualenv (scripts/test.sh installs it)")
     repo = tmp_path / "repo"
     shutil.copytree(REFERENCE / "repo", repo)
     shutil.copytree(REFERENCE / "data", repo / "data")
@@ -128,7 +128,7 @@ def test_a_feast_stream_feature_view_applies_unmodified(tmp_path, feast_python):
 
     probe = subprocess.run([feast_python, "-c", "import larder"], capture_output=True)
     if probe.returncode != 0:
-        pytest.skip("the Larder SDK is not installed in Feast's virtualenv (scripts/test.sh installs it)")
+        pytest.fail("the Larder SDK is not installed in Feast's virtualenv (scripts/test.sh installs it)")
     repo = tmp_path / "repo"
     (repo / "data" / "tx").mkdir(parents=True)
     pq.write_table(pa.schema([("user_id", pa.int64()), ("amount", pa.float64()),

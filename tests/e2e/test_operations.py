@@ -51,6 +51,17 @@ def slow_request(server, seconds, out=None):
     return r
 
 
+def wait_job(server, job_id, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        report = requests.get(f"{server.url}/jobs/{job_id}", timeout=5).json()
+        if report["status"] != "running":
+            assert report["status"] == "succeeded", report
+            return report
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
 def metric(text, name, **labels):
     total = 0.0
     for line in text.splitlines():
@@ -68,7 +79,8 @@ def test_metrics_count_requests_latency_rows_and_registry_version(repo):
         assert server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": ["x"]}}).status_code == 422
         r = server.post("/materialize", {"start_ts": iso(NOW - timedelta(days=2)), "end_ts": iso(NOW),
                                          "feature_views": ["driver_stats"]})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 202, r.text
+        wait_job(server, r.json()["id"])
         text = requests.get(server.url + "/metrics").text
         assert metric(text, "larder_http_requests_total", route="/get-online-features", status="200") == 3
         assert metric(text, "larder_http_requests_total", route="/get-online-features", status="422") == 1

@@ -3,11 +3,16 @@
 //! `POST /plan` and `POST /teardown` (Feast's `FeatureStore.apply/plan/teardown`).
 //!
 //! Materializing inside the server is also how an embedded (RocksDB) store is refreshed while
-//! it serves: the store belongs to the serving process.
+//! it serves: the store belongs to the serving process. A materialization runs as a job
+//! (`202` with its id, then `GET /jobs/{id}`), outside the request and its timeout.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use larder_registry::RegistryDoc;
 use serde_json::{json, Value};
@@ -16,7 +21,6 @@ use larder_protocol::requests::{ApplyRequest, MaterializeIncrementalRequest, Mat
 
 use super::extract::parse_json;
 use super::{ApiError, AppState};
-use crate::materialize::NoProgress;
 use crate::time::parse_time;
 use crate::{Error, MaterializeOutcome};
 
@@ -24,49 +28,93 @@ fn time(field: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, Error>
     parse_time(text).map_err(|e| Error::invalid(field, e))
 }
 
-fn outcomes(list: &[MaterializeOutcome]) -> Value {
-    Value::Array(
-        list.iter()
-            .map(|o| json!({"feature_view": o.view, "start": o.start, "end": o.end, "rows": o.rows}))
-            .collect(),
-    )
+/// Starts `run` as a job and answers 202 with its report (and `Location: /jobs/{id}`).
+fn spawn_job<F>(state: &AppState, kind: &str, run: impl FnOnce(Arc<crate::jobs::Job>) -> F) -> Response
+where
+    F: std::future::Future<Output = crate::Result<Vec<MaterializeOutcome>>> + Send + 'static,
+{
+    let job = state.jobs.start(kind);
+    let work = run(Arc::clone(&job));
+    let watched = Arc::clone(&job);
+    tokio::spawn(async move {
+        let result = work.await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "Materialization job failed.");
+        }
+        watched.finish(result);
+    });
+    let report = job.report();
+    let id = report.as_ref().map(|r| r.id.clone()).unwrap_or_default();
+    let mut resp = (StatusCode::ACCEPTED, Json(report)).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("/jobs/{id}")) {
+        resp.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    resp
 }
 
-/// Materializes `[start_ts, end_ts]` into the online store (in this server's process).
+/// Starts materializing `[start_ts, end_ts]` into the online store (in this server's process)
+/// as a job; the request is checked first (bad times, unknown views: 4xx at once).
 #[utoipa::path(post, path = "/materialize", request_body = MaterializeRequest, responses(
-    (status = 200, description = "Done: one entry per view with the rows written"),
+    (status = 202, description = "Started: the job's report; follow it at `GET /jobs/{id}` (the Location header)", body = crate::jobs::JobReport),
     (status = 404, description = "Unknown feature view"),
     (status = 422, description = "Bad timestamps (the field is named) or start after end"),
-    (status = 503, description = "The online store is unavailable; nothing is recorded, re-run")
+    (status = 503, description = "The registry or online store is unavailable")
 ))]
 pub async fn materialize(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: MaterializeRequest = parse_json(body, state.max_body_bytes())?;
     let start = time("start_ts", &req.start_ts)?;
     let end = time("end_ts", &req.end_ts)?;
+    if start > end {
+        return Err(Error::invalid("start_ts", format!("start {start} is after end {end}")).into());
+    }
     let views = req.feature_views.unwrap_or_default();
-    let done = state.store.materialize(start, end, &views, &NoProgress).await?;
-    Ok(Json(outcomes(&done)))
+    state.store.check_materialize(&views)?;
+    let store = Arc::clone(&state.store);
+    Ok(spawn_job(&state, "materialize", move |job| async move {
+        store.materialize(start, end, &views, job.as_ref()).await
+    }))
 }
 
-/// Materializes each view from where its last run ended up to `end_ts`.
+/// Starts materializing each view from where its last run ended up to `end_ts`, as a job.
 #[utoipa::path(post, path = "/materialize-incremental", request_body = MaterializeIncrementalRequest, responses(
-    (status = 200, description = "Done: one entry per view with its window and rows"),
+    (status = 202, description = "Started: the job's report; follow it at `GET /jobs/{id}`", body = crate::jobs::JobReport),
     (status = 404, description = "Unknown feature view"),
     (status = 422, description = "Bad timestamp (the field is named)"),
-    (status = 503, description = "The online store is unavailable; nothing is recorded, re-run")
+    (status = 503, description = "The registry or online store is unavailable")
 ))]
 pub async fn materialize_incremental(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: MaterializeIncrementalRequest = parse_json(body, state.max_body_bytes())?;
     let end = time("end_ts", &req.end_ts)?;
     let views = req.feature_views.unwrap_or_default();
-    let done = state.store.materialize_incremental(end, &views, &NoProgress).await?;
-    Ok(Json(outcomes(&done)))
+    state.store.check_materialize(&views)?;
+    let store = Arc::clone(&state.store);
+    Ok(spawn_job(&state, "materialize-incremental", move |job| async move {
+        store.materialize_incremental(end, &views, job.as_ref()).await
+    }))
+}
+
+/// A job's report: status, rows written so far, the views done, the error.
+#[utoipa::path(get, path = "/jobs/{id}", params(("id" = String, Path, description = "The job id")), responses(
+    (status = 200, description = "The job's report", body = crate::jobs::JobReport),
+    (status = 404, description = "No such job (ids are forgotten when the server restarts)")
+))]
+pub async fn job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::jobs::JobReport>, ApiError> {
+    state.jobs.get(&id).and_then(|j| j.report()).map(Json).ok_or_else(|| {
+        Error::NotFound {
+            class: "FeastObjectNotFoundException",
+            message: format!("job {id} does not exist (jobs are kept in the serving process until it restarts)"),
+        }
+        .into()
+    })
 }
 
 /// The document an apply or plan request asks for: the current one with the request's objects

@@ -2,10 +2,12 @@
 //! server (`/get-online-features`, `/health`), documented at `/openapi.json` and `/docs`.
 
 mod admin;
+pub mod body;
 mod error;
 mod extract;
 mod health;
 mod historical;
+pub mod listen;
 mod online;
 mod openapi;
 mod push;
@@ -40,10 +42,13 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Largest accepted Arrow body (entity dataframes), in bytes.
     pub max_arrow_body_bytes: usize,
-    /// Requests handled at once; more are refused at once with 503 (load shedding, no queue).
+    /// Requests handled at once, over all routes; more are refused at once with 503 (load
+    /// shedding, no queue).
     pub max_concurrent_requests: usize,
     /// Longest a request may take before it is answered 504.
     pub request_timeout: Duration,
+    /// Longest wait for the next part of a request body before it is answered 408.
+    pub body_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +58,7 @@ impl Default for ApiConfig {
             max_arrow_body_bytes: 1024 * 1024 * 1024,
             max_concurrent_requests: 1024,
             request_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -197,6 +203,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Arrow body limit (for error messages).
     pub max_arrow_body_bytes: usize,
+    /// Background jobs (materializations started over HTTP).
+    pub jobs: Arc<crate::jobs::Jobs>,
 }
 
 impl AppState {
@@ -212,6 +220,7 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
         store,
         max_body_bytes: config.max_body_bytes,
         max_arrow_body_bytes: config.max_arrow_body_bytes,
+        jobs: Arc::default(),
     };
     Router::new()
         .route("/get-online-features", post(online::get_online_features))
@@ -228,6 +237,7 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
         .route("/write-to-online-store", post(push::write_to_online_store))
         .route("/materialize", post(admin::materialize))
         .route("/materialize-incremental", post(admin::materialize_incremental))
+        .route("/jobs/{id}", get(admin::job))
         .route("/apply", post(admin::apply))
         .route("/plan", post(admin::plan))
         .route("/teardown", post(admin::teardown))
@@ -235,12 +245,25 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(
+            // `Router::layer` gives every route its own copy of a layer: the semaphore is
+            // shared explicitly so that the limit holds over all routes together.
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(overload))
                 .load_shed()
-                .concurrency_limit(config.max_concurrent_requests.max(1))
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(Arc::new(
+                    tokio::sync::Semaphore::new(config.max_concurrent_requests.max(1)),
+                )))
                 .timeout(config.request_timeout),
         )
+        // Bodies are read outside the concurrency limit: a slow body holds no request slot.
+        .layer(middleware::from_fn_with_state(
+            body::BodyLimits {
+                json_bytes: config.max_body_bytes,
+                arrow_bytes: config.max_arrow_body_bytes,
+                timeout: config.body_timeout,
+            },
+            body::read_body,
+        ))
         .route("/metrics", get(metrics_text))
         .layer(middleware::from_fn_with_state(state.clone(), require_auth))
         .layer(middleware::from_fn(track))

@@ -19,6 +19,7 @@ use utoipa::OpenApi;
         super::push::write_to_online_store,
         super::admin::materialize,
         super::admin::materialize_incremental,
+        super::admin::job,
         super::admin::apply,
         super::admin::plan,
         super::admin::teardown,

@@ -2,6 +2,7 @@
 //! point-in-time-correct training sets).
 
 pub mod asof;
+pub mod entity_sql;
 pub mod parquet;
 pub mod window_agg;
 

@@ -39,6 +39,29 @@ pub struct ParquetOfflineStore {
     s3_endpoint: Option<String>,
 }
 
+/// A runtime for one offline session, drawing on the memory pool every session of the process
+/// shares: `LARDER_OFFLINE_MEMORY_MB` (default 4096) in all. Operators that can spill (sorts) do
+/// so instead of growing past it, and entity queries are refused past it (see
+/// [`super::entity_sql`]). Only the pool is shared: each session gets its own caches, so a
+/// file appended to a source is seen by the next query.
+fn runtime() -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool, TrackConsumersPool};
+    static POOL: std::sync::OnceLock<Arc<dyn MemoryPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        let mb: usize = std::env::var("LARDER_OFFLINE_MEMORY_MB")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(4096);
+        Arc::new(TrackConsumersPool::new(
+            GreedyMemoryPool::new(mb.saturating_mul(1024 * 1024)),
+            std::num::NonZeroUsize::new(5).unwrap_or(std::num::NonZeroUsize::MIN),
+        ))
+    });
+    Ok(RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::clone(pool))
+        .build_arc()?)
+}
+
 /// Quotes an SQL identifier.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -144,19 +167,11 @@ impl ParquetOfflineStore {
         Ok(ctx)
     }
 
-    /// A DataFusion session with a memory limit (`LARDER_OFFLINE_MEMORY_MB`, default 4096):
-    /// operators that can spill (sorts) do so instead of growing past it.
+    /// A DataFusion session on the process's one offline runtime (see [`runtime`]).
     fn context() -> Result<SessionContext> {
-        let mb: usize = std::env::var("LARDER_OFFLINE_MEMORY_MB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(4096);
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(mb * 1024 * 1024, 1.0)
-            .build_arc()?;
         Ok(SessionContext::new_with_config_rt(
             SessionConfig::new().with_information_schema(false),
-            runtime,
+            runtime()?,
         ))
     }
 
@@ -626,18 +641,7 @@ impl OfflineStore for ParquetOfflineStore {
         for s in sources {
             self.register(&ctx, &s.name, s).await?;
         }
-        let df = ctx
-            .sql(sql)
-            .await
-            .map_err(|e| Error::invalid("entity_df_sql", e.to_string()))?;
-        let batches = df
-            .collect()
-            .await
-            .map_err(|e| Error::invalid("entity_df_sql", e.to_string()))?;
-        if batches.iter().all(|b| b.num_rows() == 0) {
-            return Err(Error::invalid("entity_df_sql", "the query returned no rows"));
-        }
-        Ok(batches)
+        super::entity_sql::run(&ctx, sql, super::entity_sql::max_rows()).await
     }
 
     async fn source_schema(&self, source: &FileSource) -> Result<datafusion::arrow::datatypes::SchemaRef> {

@@ -24,11 +24,18 @@ struct Subscription {
     topic: String,
 }
 
-fn subscriptions(store: &FeatureStore) -> BTreeMap<String, Subscription> {
-    let Ok(state) = store.state() else {
-        return BTreeMap::new();
+/// The stream subscriptions of the current registry; `None` when the registry cannot be read
+/// (then the running workers are kept as they are: an unreadable registry is not a registry
+/// without stream views).
+fn subscriptions(store: &FeatureStore) -> Option<BTreeMap<String, Subscription>> {
+    let state = match store.state() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "Stream supervisor: the registry cannot be read; keeping the running workers.");
+            return None;
+        }
     };
-    state
+    let subs = state
         .doc
         .feature_views
         .iter()
@@ -43,7 +50,8 @@ fn subscriptions(store: &FeatureStore) -> BTreeMap<String, Subscription> {
                 },
             ))
         })
-        .collect()
+        .collect();
+    Some(subs)
 }
 
 fn dead_letters(store: &FeatureStore, servers: &str) -> Result<Arc<dyn DeadLetterSink>> {
@@ -167,7 +175,12 @@ pub fn spawn_all(store: Arc<FeatureStore>, poll: Duration, mut stop: watch::Rece
     tokio::spawn(async move {
         let mut running: BTreeMap<String, (Subscription, watch::Sender<bool>, JoinHandle<()>)> = BTreeMap::new();
         loop {
-            let wanted = subscriptions(&store);
+            let Some(wanted) = subscriptions(&store) else {
+                if *stop.borrow() || tokio::time::timeout(poll, stop.changed()).await.is_ok() {
+                    break;
+                }
+                continue;
+            };
             let stale: Vec<String> = running
                 .iter()
                 .filter(|(v, (sub, _, _))| wanted.get(*v) != Some(sub))

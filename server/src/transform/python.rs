@@ -37,6 +37,18 @@ use crate::error::{Error, Result};
 /// Largest frame accepted from the worker.
 const MAX_FRAME: u64 = 1 << 32;
 
+/// Longest one transformation may run (`LARDER_UDF_TIMEOUT_SECS`, default 30): past it the
+/// worker is killed (and restarted on the next call), so a function that hangs cannot block
+/// every later request.
+fn udf_timeout() -> Duration {
+    let secs = std::env::var("LARDER_UDF_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(30.0);
+    Duration::from_secs_f64(secs)
+}
+
 struct Running {
     child: Child,
     conn: UnixStream,
@@ -129,16 +141,27 @@ impl PythonWorker {
         // The exchange runs in its own task: dropping this future (a cancelled request) must not
         // leave an answer unread on the connection for the next caller.
         let (running, work_dir) = (Arc::clone(&self.running), self.work_dir.clone());
+        let name = odfv.name.clone();
         let task = tokio::spawn(async move {
             let mut guard = running.lock().await;
             if guard.is_none() {
                 *guard = Some(Self::start(work_dir).await?);
             }
-            let conn = &mut guard.as_mut().expect("started above").conn;
-            let answer = exchange(conn, header.as_bytes(), &body)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|(reply, out)| parse_reply(&reply, id).map(|reply| (reply, out)));
+            let Some(running) = guard.as_mut() else {
+                return Err(unavailable("it is not running"));
+            };
+            let limit = udf_timeout();
+            let answer = match tokio::time::timeout(limit, exchange(&mut running.conn, header.as_bytes(), &body)).await
+            {
+                Err(_) => Err(format!(
+                    "on-demand view {name}: the transformation did not finish within {} s \
+                     (LARDER_UDF_TIMEOUT_SECS); the worker was restarted",
+                    limit.as_secs_f64()
+                )),
+                Ok(r) => r
+                    .map_err(|e| e.to_string())
+                    .and_then(|(reply, out)| parse_reply(&reply, id).map(|reply| (reply, out))),
+            };
             match answer {
                 Ok(answer) => Ok(answer),
                 Err(e) => {
