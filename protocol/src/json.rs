@@ -55,6 +55,23 @@ pub fn value_from_json(v: &Json, ty: ValueType) -> Result<Value, String> {
     if v.is_null() {
         return Ok(Value::Null);
     }
+    match ty {
+        // A JSON document: a string is taken as the document's text (as Feast stores it), any
+        // other value as the document itself.
+        ValueType::Json => {
+            return Ok(Value::Json(match v {
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            }))
+        }
+        ValueType::Map | ValueType::Struct => {
+            return match v {
+                Json::Object(_) => Ok(untyped(v)),
+                _ => Err(format!("expected an object for {ty}, got {v}")),
+            }
+        }
+        _ => {}
+    }
     if let Some(elem) = ty.element() {
         let items = v
             .as_array()
@@ -81,6 +98,22 @@ pub fn value_from_json(v: &Json, ty: ValueType) -> Result<Value, String> {
             _ => v.as_i64().map(Value::UnixTimestamp).map_or_else(bad, Ok),
         },
         _ => Value::from_json_key(v, ty).map_err(|e| e.0),
+    }
+}
+
+/// A JSON value as a [`Value`] typed by its JSON kind (map entries, whose types the registry
+/// does not declare): integers as INT64, other numbers as DOUBLE, objects as maps.
+fn untyped(v: &Json) -> Value {
+    match v {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int64(i),
+            None => Value::Double(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::String(s.clone()),
+        Json::Array(items) => Value::List(items.iter().map(untyped).collect()),
+        Json::Object(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), untyped(v))).collect()),
     }
 }
 
@@ -159,6 +192,22 @@ mod tests {
             .unwrap_err()
             .contains("Float32"));
         assert!(value_from_json(&serde_json::json!([1.0, 1e39]), ValueType::FloatList).is_err());
+        assert_eq!(
+            value_from_json(&serde_json::json!({"a": "x", "n": 2}), ValueType::Map).unwrap(),
+            Value::Map(vec![
+                ("a".into(), Value::String("x".into())),
+                ("n".into(), Value::Int64(2))
+            ])
+        );
+        assert!(value_from_json(&serde_json::json!("x"), ValueType::Struct).is_err());
+        assert_eq!(
+            value_from_json(&serde_json::json!("{\"k\": 1}"), ValueType::Json).unwrap(),
+            Value::Json("{\"k\": 1}".into())
+        );
+        assert_eq!(
+            value_from_json(&serde_json::json!({"k": [1]}), ValueType::Json).unwrap(),
+            Value::Json("{\"k\":[1]}".into())
+        );
         assert_eq!(
             value_from_json(&serde_json::json!(3.4e38), ValueType::Float).unwrap(),
             Value::Float(3.4e38)

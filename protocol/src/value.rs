@@ -28,6 +28,10 @@ pub enum Value {
     UnixTimestamp(i64),
     /// A list of values of one scalar type.
     List(Vec<Value>),
+    /// Feast's `Map` and `Struct`: named values, in their stored order (an object in JSON).
+    Map(Vec<(String, Value)>),
+    /// Feast's `Json`: a JSON document, kept as its text (a string in Feast's JSON output).
+    Json(String),
 }
 
 /// A value that cannot be decoded or converted; the message says why.
@@ -48,6 +52,8 @@ impl Value {
             Value::Float(f) => float_json(*f as f64),
             Value::Bool(b) => Json::Bool(*b),
             Value::List(l) => Json::Array(l.iter().map(Value::to_json).collect()),
+            Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Value::Json(text) => Json::String(text.clone()),
         }
     }
 
@@ -133,6 +139,20 @@ impl Value {
                     v.encode(out);
                 }
             }
+            Value::Map(m) => {
+                out.push(10);
+                out.extend_from_slice(&(m.len() as u32).to_le_bytes());
+                for (k, v) in m {
+                    out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                    out.extend_from_slice(k.as_bytes());
+                    v.encode(out);
+                }
+            }
+            Value::Json(text) => {
+                out.push(11);
+                out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
         }
     }
 
@@ -163,6 +183,21 @@ impl Value {
                     l.push(Value::decode(input)?);
                 }
                 Value::List(l)
+            }
+            10 => {
+                let n = u32::from_le_bytes(take_arr(input)?) as usize;
+                let mut m = Vec::with_capacity(n.min(input.len()));
+                for _ in 0..n {
+                    let len = u32::from_le_bytes(take_arr(input)?) as usize;
+                    let k = std::str::from_utf8(take(input, len)?).map_err(|e| ValueError(e.to_string()))?;
+                    m.push((k.to_string(), Value::decode(input)?));
+                }
+                Value::Map(m)
+            }
+            11 => {
+                let n = u32::from_le_bytes(take_arr(input)?) as usize;
+                let s = std::str::from_utf8(take(input, n)?).map_err(|e| ValueError(e.to_string()))?;
+                Value::Json(s.to_string())
             }
             t => return Err(ValueError(format!("unknown value tag {t}"))),
         })
@@ -214,6 +249,12 @@ mod tests {
             Value::Bool(true),
             Value::UnixTimestamp(1_700_000_000),
             Value::List(vec![Value::Float(1.0), Value::Null, Value::Float(2.0)]),
+            Value::Map(vec![
+                ("rating".into(), Value::String("4.5".into())),
+                ("n".into(), Value::Map(vec![("x".into(), Value::Int64(1))])),
+            ]),
+            Value::Json(r#"{"a": [1, 2]}"#.into()),
+            Value::List(vec![Value::Json("1".into()), Value::Null]),
         ];
         for v in values {
             let mut buf = Vec::new();
@@ -244,6 +285,15 @@ mod tests {
         assert_eq!(
             Value::List(vec![Value::Int32(1), Value::Null]).to_json(),
             serde_json::json!([1, null])
+        );
+        // Maps and structs are objects; Json is its text, a string (as Feast's server sends it).
+        assert_eq!(
+            Value::Map(vec![("a".into(), Value::String("x".into())), ("b".into(), Value::Null)]).to_json(),
+            serde_json::json!({"a": "x", "b": null})
+        );
+        assert_eq!(
+            Value::Json("{\"k\": 1}".into()).to_json(),
+            serde_json::json!("{\"k\": 1}")
         );
     }
 

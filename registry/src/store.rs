@@ -269,7 +269,16 @@ impl RegistryStore for FileRegistryStore {
         match fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Corrupt {
                 path: self.path.clone(),
-                message: e.to_string(),
+                message: if bytes.first().is_some_and(|b| !b.is_ascii_whitespace() && *b != b'{') {
+                    // Feast writes its file registry as a protobuf message.
+                    format!(
+                        "{e}: it is not a Larder registry (JSON) — a Feast registry (protobuf)? Larder keeps \
+                         its own registry: point `registry:` in feature_store.yaml at another file, or move \
+                         this one away and run `larder apply`"
+                    )
+                } else {
+                    e.to_string()
+                },
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::Io {

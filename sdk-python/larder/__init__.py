@@ -10,12 +10,17 @@ from larder.feature_store import FeatureStore, LarderError, OnlineResponse, Push
 from larder.feature_view import FeatureView
 from larder.field import Field
 from larder.infra.offline_stores.file_source import FileSource
+from larder.label_view import ConflictPolicy, LabelView
+from larder.project import Project
 from larder.on_demand_feature_view import OnDemandFeatureView, on_demand_feature_view
 from larder.stream_feature_view import StreamFeatureView
 from larder.value_type import ValueType
 
 __all__ = [
     "Aggregation",
+    "ConflictPolicy",
+    "LabelView",
+    "Project",
     "JsonFormat",
     "KafkaSource",
     "StreamFeatureView",

@@ -1,6 +1,7 @@
 """Data sources (Feast's ``feast.data_source``): ``PushSource``, ``RequestSource``; the file
 source lives in ``larder.infra.offline_stores.file_source`` as in Feast."""
 
+import enum
 from typing import Dict, List, Optional
 
 from larder.field import Field
@@ -95,3 +96,11 @@ class KafkaSource(DataSource):
             "schema_json": getattr(fmt, "schema_json", "") or "",
             "watermark_delay_seconds": int(delay.total_seconds()) if delay is not None else None,
         }
+
+
+class PushMode(enum.Enum):
+    """Feast's ``PushMode`` (``feast.data_source.PushMode``): where ``FeatureStore.push`` writes."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    ONLINE_AND_OFFLINE = "online_and_offline"

@@ -2,7 +2,7 @@
 repo can be applied to Larder unmodified. Objects are recognised by class name and module;
 their attributes are Feast 0.67's."""
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 FEAST_KINDS = {
     "Entity": "entity",
@@ -15,7 +15,45 @@ FEAST_KINDS = {
     "StreamFeatureView": "feature view",
     "OnDemandFeatureView": "on-demand feature view",
     "FeatureService": "feature service",
+    "LabelView": "feature view",
 }
+
+# Feast definition objects Larder keeps no record of: collected only to be reported.
+FEAST_NOT_ACTED_ON = {
+    "Project": "the project comes from feature_store.yaml",
+    "Permission": "Larder's token roles (feature_store.yaml `auth`) decide access; Feast permissions are not enforced",
+    "ValidationReference": "validation references are not run",
+    "SavedDataset": "saved datasets are not stored",
+}
+
+
+def not_acted_on(obj) -> Optional[str]:
+    """Why a Feast object found in a definition file is not registered, or None for objects
+    that are registered (or are not Feast's)."""
+    cls = type(obj)
+    if not cls.__module__.startswith("feast."):
+        return None
+    for klass in cls.__mro__:
+        if klass.__name__ in FEAST_NOT_ACTED_ON:
+            return f"{klass.__name__} {getattr(obj, 'name', '')!r}: {FEAST_NOT_ACTED_ON[klass.__name__]}"
+    return None
+
+
+def warnings_of(obj) -> List[str]:
+    """What Larder does not act on in a registered Feast object."""
+    out = []
+    name = getattr(obj, "name", "")
+    cls = type(obj).__name__
+    if getattr(obj, "logging_config", None) is not None:
+        out.append(f"feature service {name!r}: logging_config (feature logging) is stored nowhere; "
+                   "Larder does not log served features yet")
+    if cls == "LabelView":
+        policy = getattr(getattr(obj, "conflict_policy", None), "name", "LAST_WRITE_WINS")
+        if policy != "LAST_WRITE_WINS":
+            out.append(f"label view {name!r}: conflict_policy {policy} is not applied; the newest event time wins")
+    if cls in ("FeatureView", "LabelView") and getattr(obj, "enable_validation", False):
+        out.append(f"feature view {name!r}: enable_validation is not applied at materialization")
+    return out
 
 
 def feast_kind(obj) -> Optional[str]:
@@ -90,16 +128,18 @@ def to_dict(obj) -> Tuple[str, dict, list]:
             "field_mapping": dict(obj.field_mapping or {}),
         }, []
     if kind == "feature view":
-        source = obj.stream_source or obj.batch_source
+        source = getattr(obj, "stream_source", None) or obj.batch_source
         ttl = obj.ttl.total_seconds() if obj.ttl is not None else None
         return kind, {
             **_meta(obj),
             "entities": [e if isinstance(e, str) else e.name for e in obj.entities],
             "features": [_field(f) for f in obj.features],
-            "entity_columns": [_field(f) for f in obj.entity_columns],
+            # A LabelView types its entity columns before the entities' value types are known
+            # (STRING for an untyped entity); Larder infers them from the source instead.
+            "entity_columns": [] if type(obj).__name__ == "LabelView" else [_field(f) for f in obj.entity_columns],
             "source": source.name,
             "ttl_seconds": int(ttl) if ttl is not None else None,
-            "online": bool(obj.online),
+            "online": bool(getattr(obj, "online", True)),
             **_aggregations(obj),
         }, [source]
     if kind == "on-demand feature view":

@@ -31,6 +31,7 @@ class FeatureService:
         self.tags = dict(tags or {})
         self.description = description
         self.owner = owner
+        self.logging_config = logging_config
 
     def __repr__(self):
         return f"FeatureService(name={self.name!r})"

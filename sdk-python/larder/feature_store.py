@@ -16,12 +16,7 @@ DEFAULT_URL = "http://127.0.0.1:6566"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
-class PushMode(enum.Enum):
-    """Feast's ``PushMode``: where ``FeatureStore.push`` writes."""
-
-    ONLINE = "online"
-    OFFLINE = "offline"
-    ONLINE_AND_OFFLINE = "online_and_offline"
+from larder.data_source import PushMode  # noqa: E402 (Feast's home of PushMode)
 
 
 def _json_value(v):
@@ -175,9 +170,12 @@ def _load_udf(odfv):
 class FeatureStore:
     """A client of a Larder server, with Feast's ``FeatureStore`` methods.
 
-    The server is ``url``, else ``$LARDER_URL``, else ``http://127.0.0.1:6566``. Training sets
-    travel as Arrow: over Arrow Flight when ``flight_url`` (or ``$LARDER_FLIGHT_URL``, e.g.
-    ``grpc://127.0.0.1:8815``) is given, else as an Arrow IPC stream over HTTP.
+    The server is ``url``, else ``$LARDER_URL``; with neither, ``FeatureStore(repo_path=DIR)``
+    runs in local mode (a ``larder serve`` for the repo, started in the background or reused:
+    see ``larder.local_server``), and ``FeatureStore()`` talks to ``http://127.0.0.1:6566``.
+    Training sets travel as Arrow: over Arrow Flight when ``flight_url`` (or
+    ``$LARDER_FLIGHT_URL``, e.g. ``grpc://127.0.0.1:8815``) is given, else as an Arrow IPC
+    stream over HTTP.
     """
 
     def __init__(self, repo_path: Optional[Union[str, Path]] = None, url: Optional[str] = None, timeout: float = 600,
@@ -186,6 +184,11 @@ class FeatureStore:
         from .http import Session
 
         self.repo_path = Path(repo_path) if repo_path else None
+        self.local = self.repo_path is not None and not (url or os.environ.get("LARDER_URL"))
+        if self.local:
+            from .local_server import ensure
+
+            url, _flight = ensure(self.repo_path)
         self.url = (url or os.environ.get("LARDER_URL") or DEFAULT_URL).rstrip("/")
         self.flight_url = flight_url or os.environ.get("LARDER_FLIGHT_URL") or None
         self.timeout = timeout
@@ -199,6 +202,14 @@ class FeatureStore:
             self._session.trust_env = False
         if self._token:
             self._session.headers["Authorization"] = f"Bearer {self._token}"
+
+    def stop_local_server(self) -> bool:
+        """Stops the local-mode server of this store's repo (see ``larder.local_server``)."""
+        if not self.local:
+            return False
+        from .local_server import stop
+
+        return stop(self.repo_path)
 
     # -- registry ------------------------------------------------------------------------
     def _registry(self) -> dict:

@@ -86,6 +86,9 @@ class FeatureView(BaseFeatureView):
         self.description = description
         self.tags = dict(tags or {})
         self.owner = owner
+        # Feast 0.67 keywords that Larder accepts but does not act on (reported at apply).
+        self.enable_validation = bool(kwargs.pop("enable_validation", False))
+        self.version = kwargs.pop("version", "latest")
 
     def __repr__(self):
         return f"FeatureView(name={self.name!r})"

@@ -20,9 +20,10 @@ from larder.data_source import DataSource, KafkaSource, PushSource
 from larder.entity import Entity
 from larder.feature_service import FeatureService
 from larder.feature_view import FeatureView
-from larder.feast_compat import feast_kind
+from larder.feast_compat import feast_kind, not_acted_on, warnings_of
 from larder.feast_compat import to_dict as feast_to_dict
 from larder.on_demand_feature_view import OnDemandFeatureView
+from larder.project import Project
 
 SKIP_DIRS = {"__pycache__", "data", ".venv", "venv", "node_modules", ".git"}
 
@@ -53,6 +54,31 @@ def python_files(repo: Path) -> List[Path]:
     return out
 
 
+def _user_error(rel: Path, path: Path, e: BaseException) -> str:
+    """`file:line: Exception: message` for an exception raised while importing a definition
+    file, with the line in that file (or the innermost line of the repo) that raised it."""
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    line = None
+    for f in frames:
+        if Path(f.filename).resolve() == path.resolve():
+            line = f.lineno
+    if line is None and isinstance(e, SyntaxError):
+        line = e.lineno
+    where = f"{rel}:{line}" if line else str(rel)
+    return f"{where}: {type(e).__name__}: {e}"
+
+
+WARNINGS: List[str] = []
+
+
+def warn(message: str) -> None:
+    """Records what Larder does not act on; `larder apply`/`plan` print these."""
+    if message not in WARNINGS:
+        WARNINGS.append(message)
+
+
 def load_objects(repo: Path) -> List[object]:
     """Imports every definition file and returns the definition objects found."""
     repo = repo.resolve()
@@ -67,13 +93,21 @@ def load_objects(repo: Path) -> List[object]:
         sys.modules[mod_name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as e:  # report the file and the error, not a bare traceback
-            raise RepoError(f"{rel}: {type(e).__name__}: {e}") from e
+        except Exception as e:  # report the file, line and error, not a bare traceback
+            raise RepoError(_user_error(rel, path, e)) from e
         for value in vars(module).values():
             if isinstance(value, (Entity, DataSource, FeatureView, OnDemandFeatureView, FeatureService)) or feast_kind(value):
                 if id(value) not in seen:
                     seen.add(id(value))
                     found.append(value)
+                    for w in warnings_of(value):
+                        warn(w)
+            else:
+                why = not_acted_on(value) or (f"Project {value.name!r}: the project comes from feature_store.yaml"
+                                               if isinstance(value, Project) else None)
+                if why and id(value) not in seen:
+                    seen.add(id(value))
+                    warn(f"{rel}: {why}")
     return found
 
 
@@ -160,6 +194,8 @@ def main(argv=None) -> int:
     except RepoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    for w in WARNINGS:
+        print(f"warning: {w}", file=sys.stderr)
     text = json.dumps(doc, indent=2, sort_keys=False)
     if args.out:
         args.out.write_text(text)

@@ -23,6 +23,21 @@ pub enum OnlineStoreConfig {
     Rocksdb(RocksDbConfig),
     /// A Redis server or Redis Cluster shared by several servers.
     Redis(RedisConfig),
+    /// A SQLite database file (Feast's local default).
+    Sqlite(SqliteConfig),
+}
+
+/// `online_store: {type: sqlite, path: ...}` (Feast's keys).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// Database file, relative to the repo (Feast's default `data/online.db`).
+    #[serde(default = "default_sqlite_path")]
+    pub path: String,
+}
+
+fn default_sqlite_path() -> String {
+    "data/online.db".into()
 }
 
 impl Default for OnlineStoreConfig {
@@ -207,7 +222,7 @@ struct RawConfig {
     #[serde(default)]
     online_store: Option<OnlineStoreConfig>,
     #[serde(default)]
-    offline_store: Option<OfflineStoreConfig>,
+    offline_store: Option<serde_yaml_ng::Value>,
     #[serde(default = "default_key_version")]
     entity_key_serialization_version: u32,
     #[serde(default)]
@@ -304,6 +319,8 @@ pub struct RepoConfig {
     pub auth: Option<crate::auth::AuthConfig>,
     /// Stream workers.
     pub stream: StreamConfig,
+    /// What Larder reads differently from Feast in this configuration (printed by `apply`).
+    pub notes: Vec<String>,
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` with environment values.
@@ -358,12 +375,53 @@ impl RepoConfig {
                 raw.project
             )));
         }
-        if raw.provider != "local" {
-            return Err(err(format!(
-                "provider: `{}` is not supported (only `local`)",
-                raw.provider
-            )));
+        match raw.provider.as_str() {
+            "local" => {}
+            // A cloud provider only picks the stores that are not configured: with local stores
+            // named explicitly it changes nothing.
+            "aws" | "gcp" | "azure" => {
+                if raw.online_store.is_none() || raw.offline_store.is_none() {
+                    return Err(err(format!(
+                        "provider: `{}` without an explicit online_store and offline_store would mean the \
+                         provider's cloud stores (DynamoDB/Redshift, Datastore/BigQuery...), which Larder does \
+                         not support; name local ones (online_store: sqlite, rocksdb or redis; offline_store: \
+                         file) or use provider: local",
+                        raw.provider
+                    )));
+                }
+            }
+            other => {
+                return Err(err(format!(
+                    "provider: `{other}` is not supported (local, or aws/gcp/azure with local stores)"
+                )))
+            }
         }
+        let mut notes = Vec::new();
+        let offline_store = match raw.offline_store {
+            None => OfflineStoreConfig::default(),
+            Some(v) => {
+                let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("file").to_string();
+                let v = match kind.as_str() {
+                    // Feast's other local offline stores read the same Parquet files with the same
+                    // point-in-time semantics: Larder's DataFusion store serves them.
+                    "dask" | "duckdb" => {
+                        notes.push(format!(
+                            "offline_store.type `{kind}` is served by Larder's Parquet store (DataFusion): same files, \
+                             same point-in-time semantics; its other keys are not used"
+                        ));
+                        let mut m = serde_yaml_ng::Mapping::new();
+                        m.insert("type".into(), "file".into());
+                        serde_yaml_ng::Value::Mapping(m)
+                    }
+                    _ => v,
+                };
+                serde_yaml_ng::from_value(v).map_err(|e| {
+                    err(format!(
+                        "offline_store: {e} (supported: file, and dask/duckdb served by the same Parquet store)"
+                    ))
+                })?
+            }
+        };
         if raw.entity_key_serialization_version != 3 {
             return Err(err(format!(
                 "entity_key_serialization_version: {} is not supported (only 3, Feast's default)",
@@ -378,16 +436,31 @@ impl RepoConfig {
                 ))
             })?,
         };
+        let remote_path = |p: &str| -> Result<()> {
+            match p.split_once("://") {
+                Some((scheme, _)) if scheme != "file" => Err(err(format!(
+                    "registry: `{p}` is a {scheme}:// location; Larder's file registry is a local path \
+                     (or registry_type: sql with a postgresql:// URL)"
+                ))),
+                _ => Ok(()),
+            }
+        };
         let registry = match registry {
-            RegistrySetting::Path(p) => RegistryConfig {
-                registry_type: "file".into(),
-                path: repo_dir.join(p),
-                url: None,
-                cache_ttl_seconds: 0,
-            },
+            RegistrySetting::Path(p) => {
+                remote_path(&p)?;
+                RegistryConfig {
+                    registry_type: "file".into(),
+                    path: repo_dir.join(p.strip_prefix("file://").unwrap_or(&p)),
+                    url: None,
+                    cache_ttl_seconds: 0,
+                }
+            }
             RegistrySetting::Map(m) => {
                 let url = match m.registry_type.as_str() {
-                    "file" => None,
+                    "file" => {
+                        remote_path(&m.path)?;
+                        None
+                    }
                     "sql" => {
                         let scheme = m.path.split_once("://").map(|(s, _)| s).unwrap_or("");
                         if !(scheme == "postgresql" || scheme == "postgres" || scheme.starts_with("postgresql+")) {
@@ -427,7 +500,8 @@ impl RepoConfig {
             project: raw.project,
             registry,
             online_store: raw.online_store.unwrap_or_default(),
-            offline_store: raw.offline_store.unwrap_or_default(),
+            offline_store,
+            notes,
             entity_key_serialization_version: raw.entity_key_serialization_version,
             auth: raw.auth,
             stream: raw.stream,

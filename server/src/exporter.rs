@@ -36,18 +36,36 @@ pub fn export(repo_dir: &Path) -> Result<RegistryDoc> {
                 "cannot run `{py}` to read the Python definitions: {e} (set LARDER_PYTHON)"
             ))
         })?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let hint = if stderr.contains("No module named 'larder") || stderr.contains("No module named larder") {
-            "\nThe Larder SDK is not installed for this interpreter: `pip install ./sdk-python` or set LARDER_PYTHON."
-        } else {
-            ""
-        };
-        return Err(Error::Internal(format!(
-            "reading the definitions in {} failed:\n{}{hint}",
-            repo_dir.display(),
-            stderr.trim_end()
-        )));
+        // The SDK itself missing (the exporter module cannot be found) is the one case that is
+        // not the definitions' fault.
+        let sdk_missing = stderr.contains("No module named larder.repo")
+            || stderr.contains("No module named 'larder'")
+            || stderr.contains("No module named larder");
+        if sdk_missing {
+            return Err(Error::Internal(format!(
+                "`{py} -m larder.repo` cannot run: the Larder SDK is not installed for this interpreter \
+                 (`pip install ./sdk-python`, or set LARDER_PYTHON)\n{}",
+                stderr.trim_end()
+            )));
+        }
+        let message = stderr
+            .lines()
+            .filter(|l| !l.starts_with("warning: "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        return Err(Error::invalid(
+            "definitions",
+            format!(
+                "the definitions in {} cannot be read:\n{}",
+                repo_dir.display(),
+                message.trim_end()
+            ),
+        ));
+    }
+    for line in stderr.lines().filter(|l| l.starts_with("warning: ")) {
+        eprintln!("{line}");
     }
     read_doc(&out.stdout, "the exporter's output")
 }

@@ -109,6 +109,46 @@ pub fn rows_from_columns(
     Ok(rows)
 }
 
+/// True for struct and map columns (and lists of them): built from the JSON values directly.
+fn nested(dt: &DataType) -> bool {
+    match dt {
+        DataType::Struct(_) | DataType::Map(_, _) => true,
+        DataType::List(f) | DataType::LargeList(f) => nested(f.data_type()),
+        _ => false,
+    }
+}
+
+/// A struct or map column of the source's exact type from JSON values (objects), through
+/// Arrow's JSON decoder; a value that does not fit is an error naming its cell.
+fn nested_column(field: &Arc<datafusion::arrow::datatypes::Field>, values: &[Json]) -> Result<ArrayRef> {
+    use datafusion::arrow::json::ReaderBuilder;
+    let name = field.name();
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![Arc::clone(field)]));
+    let bad = |i: Option<usize>, e: String| {
+        let loc = i.map_or(format!("df.{name}"), |i| format!("df.{name}[{i}]"));
+        Error::invalid(loc, format!("cannot store as {}: {e}", field.data_type()))
+    };
+    let mut decoder = ReaderBuilder::new(Arc::clone(&schema))
+        .build_decoder()
+        .map_err(|e| bad(None, e.to_string()))?;
+    for (i, v) in values.iter().enumerate() {
+        // A JSON text given for a struct (as Feast's clients send map values) is its document.
+        let v = match v {
+            Json::String(text) => serde_json::from_str(text).map_err(|e| bad(Some(i), e.to_string()))?,
+            other => other.clone(),
+        };
+        let row = serde_json::json!({ name.as_str(): v });
+        decoder
+            .serialize(std::slice::from_ref(&row))
+            .map_err(|e| bad(Some(i), e.to_string()))?;
+    }
+    let batch = decoder
+        .flush()
+        .map_err(|e| bad(None, e.to_string()))?
+        .ok_or_else(|| bad(None, "no rows".into()))?;
+    Ok(Arc::clone(batch.column(0)))
+}
+
 /// Converts Feast's columnar `df` into one Arrow batch with exactly `schema` (a batch source's),
 /// for an append to the offline store. Columns the source has but `df` lacks are null; a
 /// column the source does not have is refused. Errors name `df.<column>[row]`.
@@ -144,6 +184,8 @@ pub fn offline_batch(df: &IndexMap<String, Vec<Json>>, schema: &SchemaRef, sourc
                 });
             }
             Arc::new(TimestampNanosecondArray::from(nanos).with_timezone_opt(tz.clone()))
+        } else if nested(dt) {
+            nested_column(field, values)?
         } else {
             let ty = value_type_of(dt).ok_or_else(|| {
                 Error::invalid(

@@ -179,6 +179,9 @@ fn user() -> String {
 }
 
 fn load_definitions(store: &FeatureStore, file: Option<PathBuf>) -> Result<RegistryDoc> {
+    for note in &store.config().notes {
+        eprintln!("note: {note}");
+    }
     let repo = &store.config().repo_dir;
     if let Some(f) = file {
         let bytes = std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;

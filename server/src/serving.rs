@@ -579,10 +579,11 @@ pub async fn get_online_features(
             } else {
                 f.clone()
             });
+            // Computed outputs have no event time: Feast answers the epoch for them.
             columns.push(Column {
                 values,
                 statuses: vec![FieldStatus::Present; n_rows],
-                event_timestamps: vec![now_ns; n_rows],
+                event_timestamps: vec![0; n_rows],
             });
         }
     }

@@ -39,7 +39,92 @@ fn scalar_of(v: &Value, ty: ValueType) -> datafusion::error::Result<ScalarValue>
             };
             ScalarValue::List(ScalarValue::new_list(&scalars, &elem_type, true))
         }
+        // Maps, structs and JSON documents travel as JSON text in the arrays Larder builds
+        // from stored values (see [`arrow_type`]).
+        Value::Map(_) => ScalarValue::Utf8(Some(v.to_json().to_string())),
+        Value::Json(text) => ScalarValue::Utf8(Some(text.clone())),
     })
+}
+
+/// The value at row `i` of any Arrow array, typed by the array itself: integers, floats,
+/// strings, bytes, booleans, timestamps (seconds), lists, structs and maps (as
+/// [`Value::Map`]), dictionary-encoded columns through their values.
+pub fn any_value(array: &dyn Array, i: usize) -> Value {
+    use datafusion::arrow::datatypes as t;
+    if array.is_null(i) {
+        return Value::Null;
+    }
+    macro_rules! int {
+        ($ty:ty, $variant:ident) => {
+            Value::$variant(array.as_primitive::<$ty>().value(i).into())
+        };
+    }
+    match array.data_type() {
+        DataType::Int8 => int!(t::Int8Type, Int32),
+        DataType::Int16 => int!(t::Int16Type, Int32),
+        DataType::Int32 => int!(t::Int32Type, Int32),
+        DataType::Int64 => int!(t::Int64Type, Int64),
+        DataType::UInt8 => int!(t::UInt8Type, Int32),
+        DataType::UInt16 => int!(t::UInt16Type, Int32),
+        DataType::UInt32 => int!(t::UInt32Type, Int64),
+        DataType::UInt64 => Value::Int64(array.as_primitive::<t::UInt64Type>().value(i) as i64),
+        DataType::Float32 => Value::Float(array.as_primitive::<Float32Type>().value(i)),
+        DataType::Float64 => Value::Double(array.as_primitive::<Float64Type>().value(i)),
+        DataType::Boolean => Value::Bool(array.as_boolean().value(i)),
+        DataType::Utf8 => Value::String(array.as_string::<i32>().value(i).to_string()),
+        DataType::LargeUtf8 => Value::String(array.as_string::<i64>().value(i).to_string()),
+        DataType::Utf8View => Value::String(array.as_string_view().value(i).to_string()),
+        DataType::Binary => Value::Bytes(array.as_binary::<i32>().value(i).to_vec()),
+        DataType::LargeBinary => Value::Bytes(array.as_binary::<i64>().value(i).to_vec()),
+        DataType::Timestamp(_, _) => {
+            let a: ArrayRef = array.slice(i, 1);
+            match timestamps_nanos(&a) {
+                Ok(v) => v[0]
+                    .map(|n| Value::UnixTimestamp(n.div_euclid(1_000_000_000)))
+                    .unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            }
+        }
+        DataType::List(_) => {
+            let l = array.as_list::<i32>().value(i);
+            Value::List((0..l.len()).map(|j| any_value(l.as_ref(), j)).collect())
+        }
+        DataType::LargeList(_) => {
+            let l = array.as_list::<i64>().value(i);
+            Value::List((0..l.len()).map(|j| any_value(l.as_ref(), j)).collect())
+        }
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            Value::Map(
+                fields
+                    .iter()
+                    .zip(s.columns())
+                    .map(|(f, c)| (f.name().clone(), any_value(c.as_ref(), i)))
+                    .collect(),
+            )
+        }
+        DataType::Map(_, _) => {
+            let m = array.as_map();
+            let entries = m.value(i);
+            let (keys, values) = (entries.column(0), entries.column(1));
+            Value::Map(
+                (0..entries.len())
+                    .map(|j| {
+                        let k = match any_value(keys.as_ref(), j) {
+                            Value::String(s) => s,
+                            other => other.to_json().to_string(),
+                        };
+                        (k, any_value(values.as_ref(), j))
+                    })
+                    .collect(),
+            )
+        }
+        DataType::Dictionary(_, value_type) => match cast(&array.slice(i, 1), value_type) {
+            Ok(plain) => any_value(plain.as_ref(), 0),
+            Err(_) => Value::Null,
+        },
+        _ => Value::Null,
+    }
 }
 
 /// Builds an Arrow array of Feast type `ty` (its [`arrow_type`]; timestamps in seconds, UTC)
@@ -67,6 +152,7 @@ pub fn arrow_type(ty: ValueType) -> DataType {
             ValueType::Double => DataType::Float64,
             ValueType::Float => DataType::Float32,
             ValueType::Bool => DataType::Boolean,
+            ValueType::Map | ValueType::Struct | ValueType::Json => DataType::Utf8,
             _ => DataType::Int64,
         },
     }
@@ -83,6 +169,9 @@ pub fn value_type_of(dt: &DataType) -> Option<ValueType> {
         DataType::Float64 => ValueType::Double,
         DataType::Boolean => ValueType::Bool,
         DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => ValueType::UnixTimestamp,
+        DataType::Struct(_) => ValueType::Struct,
+        DataType::Map(_, _) => ValueType::Map,
+        DataType::Dictionary(_, v) => value_type_of(v)?,
         DataType::List(f) | DataType::LargeList(f) => value_type_of(f.data_type())?.list_of()?,
         _ => return None,
     })
@@ -132,8 +221,47 @@ pub fn timestamps_nanos(array: &ArrayRef) -> Result<Vec<Option<i64>>, ValueError
     })
 }
 
+/// Rows of a map, struct or JSON column (or a list of them). A JSON field reads a string column
+/// as its text and any other column as the JSON of its values; a map or struct field needs a
+/// struct or map column.
+fn nested_values(array: &ArrayRef, ty: ValueType) -> Result<Vec<Value>, ValueError> {
+    let elem = ty.element();
+    let base = elem.unwrap_or(ty);
+    let as_json = |v: Value| match v {
+        Value::Null => Value::Null,
+        Value::String(s) => Value::Json(s),
+        other => Value::Json(other.to_json().to_string()),
+    };
+    let one = |v: Value| -> Result<Value, ValueError> {
+        match (base, v) {
+            (_, Value::Null) => Ok(Value::Null),
+            (ValueType::Json, v) => Ok(as_json(v)),
+            (ValueType::Map | ValueType::Struct, v @ Value::Map(_)) => Ok(v),
+            (t, v) => Err(ValueError(format!("cannot read {v:?} as {t}"))),
+        }
+    };
+    (0..array.len())
+        .map(|i| match (elem, any_value(array.as_ref(), i)) {
+            (_, Value::Null) => Ok(Value::Null),
+            (Some(_), Value::List(items)) => items
+                .into_iter()
+                .map(one)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::List),
+            (Some(_), other) => Err(ValueError(format!("expected a list for {ty}, got {other:?}"))),
+            (None, v) => one(v),
+        })
+        .collect()
+}
+
 /// Reads every row of `array` as a value of Feast type `ty` (casting numeric widths as needed).
 pub fn column_values(array: &ArrayRef, ty: ValueType) -> Result<Vec<Value>, ValueError> {
+    if matches!(
+        ty.element().unwrap_or(ty),
+        ValueType::Map | ValueType::Struct | ValueType::Json
+    ) {
+        return nested_values(array, ty);
+    }
     if ty == ValueType::UnixTimestamp {
         if let DataType::Timestamp(_, _) = array.data_type() {
             return Ok(timestamps_nanos(array)?

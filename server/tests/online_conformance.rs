@@ -9,6 +9,7 @@ use std::time::Duration;
 use larder_server::config::{RedisConfig, RedisType, RocksDbConfig};
 use larder_server::online::redis::RedisOnlineStore;
 use larder_server::online::rocksdb::RocksDbOnlineStore;
+use larder_server::online::sqlite::SqliteOnlineStore;
 use larder_server::online::{OnlineRow, OnlineStore};
 use larder_server::value::Value;
 use support::{RedisCluster, RedisProcess};
@@ -89,6 +90,18 @@ async fn round_trip_of_every_value_type(store: &dyn OnlineStore) {
         ("empty".into(), Value::List(vec![])),
         ("int64s".into(), Value::List(vec![Value::Int64(1), Value::Int64(2)])),
         ("bools".into(), Value::List(vec![Value::Bool(false)])),
+        (
+            "map".into(),
+            Value::Map(vec![
+                ("vehicle".into(), Value::String("suv".into())),
+                ("seats".into(), Value::Int64(7)),
+            ]),
+        ),
+        ("json".into(), Value::Json(r#"{"zones": ["west"]}"#.into())),
+        (
+            "structs".into(),
+            Value::List(vec![Value::Map(vec![("age".into(), Value::String("52".into()))])]),
+        ),
     ];
     let r = OnlineRow {
         key: key(1),
@@ -270,6 +283,32 @@ async fn rocksdb_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = RocksDbOnlineStore::open(dir.path(), &RocksDbConfig::default()).unwrap();
     conformance(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteOnlineStore::open(&dir.path().join("data/online_store.db")).unwrap();
+    conformance(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_is_shared_by_two_processes_worth_of_connections() {
+    // Unlike RocksDB, a SQLite file may be open in a serving process and a `larder
+    // materialize` at once: a write through one handle is read through the other.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("online.db");
+    let a = SqliteOnlineStore::open(&path).unwrap();
+    let b = SqliteOnlineStore::open(&path).unwrap();
+    a.write_batch("p", "v", vec![row(1, 10, None, 1.5)]).await.unwrap();
+    let got = b.read("p", "v", &[key(1)]).await.unwrap();
+    assert_eq!(value_of(&got[0]), Some(1.5));
+    b.write_batch("p", "v", vec![row(1, 5, None, 9.0)]).await.unwrap();
+    assert_eq!(
+        value_of(&a.read("p", "v", &[key(1)]).await.unwrap()[0]),
+        Some(1.5),
+        "older write ignored"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,15 @@ pub enum ValueType {
     FloatList,
     BoolList,
     UnixTimestampList,
+    /// Feast's `Map`: string keys to values of any type.
+    Map,
+    MapList,
+    /// Feast's `Json`: a JSON document (text).
+    Json,
+    JsonList,
+    /// Feast's `Struct({...})`: named, typed fields.
+    Struct,
+    StructList,
 }
 
 impl ValueType {
@@ -47,6 +56,12 @@ impl ValueType {
             ValueType::FloatList => 16,
             ValueType::BoolList => 17,
             ValueType::UnixTimestampList => 18,
+            ValueType::Map => 20,
+            ValueType::MapList => 21,
+            ValueType::Json => 32,
+            ValueType::JsonList => 33,
+            ValueType::Struct => 34,
+            ValueType::StructList => 35,
         }
     }
 
@@ -61,6 +76,9 @@ impl ValueType {
             ValueType::FloatList => ValueType::Float,
             ValueType::BoolList => ValueType::Bool,
             ValueType::UnixTimestampList => ValueType::UnixTimestamp,
+            ValueType::MapList => ValueType::Map,
+            ValueType::JsonList => ValueType::Json,
+            ValueType::StructList => ValueType::Struct,
             _ => return None,
         })
     }
@@ -76,6 +94,9 @@ impl ValueType {
             ValueType::Float => ValueType::FloatList,
             ValueType::Bool => ValueType::BoolList,
             ValueType::UnixTimestamp => ValueType::UnixTimestampList,
+            ValueType::Map => ValueType::MapList,
+            ValueType::Json => ValueType::JsonList,
+            ValueType::Struct => ValueType::StructList,
             _ => return None,
         })
     }
@@ -113,6 +134,10 @@ impl ValueType {
                     || (int(self) && float(declared))
                     || (self == UnixTimestamp && declared == Int64)
                     || (self == Int64 && declared == UnixTimestamp)
+                    // JSON documents are stored as text; a map or struct column can hold
+                    // either kind of named values.
+                    || (self == String && declared == Json)
+                    || (matches!(self, Map | Struct) && matches!(declared, Map | Struct))
             }
             _ => false,
         }

@@ -38,14 +38,9 @@ impl Serialize for JsonValue<'_> {
             Value::Int32(i) => s.serialize_i32(*i),
             Value::Int64(i) | Value::UnixTimestamp(i) => s.serialize_i64(*i),
             Value::Double(f) if f.is_finite() => s.serialize_f64(*f),
-            Value::Float(f) if f.is_finite() => {
-                // Print the float32 as its shortest decimal form, not its f64 widening.
-                let text = f.to_string();
-                match text.parse::<f64>() {
-                    Ok(d) => s.serialize_f64(d),
-                    Err(_) => s.serialize_f64(*f as f64),
-                }
-            }
+            // As Feast's server prints it: the float32 widened to a double
+            // (0.9350247979164124, not 0.9350248), so clients get the same number from both.
+            Value::Float(f) if f.is_finite() => s.serialize_f64(*f as f64),
             Value::Bool(b) => s.serialize_bool(*b),
             Value::String(t) => s.serialize_str(t),
             Value::List(l) => {

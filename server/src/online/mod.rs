@@ -2,6 +2,7 @@
 
 pub mod redis;
 pub mod rocksdb;
+pub mod sqlite;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -13,8 +14,8 @@ pub use larder_protocol::row::OnlineRow;
 use crate::config::{OnlineStoreConfig, RepoConfig};
 use crate::error::{Error, Result};
 
-/// Latest feature values per (project, view, entity key). Impls: RocksDB (default), Redis and
-/// Redis Cluster.
+/// Latest feature values per (project, view, entity key). Impls: RocksDB (default), SQLite,
+/// Redis and Redis Cluster.
 ///
 /// Contract:
 /// - `write_batch` upserts rows; a row whose `(event_ts, created_ts)` is older than the stored
@@ -59,6 +60,9 @@ pub fn open(config: &RepoConfig) -> Result<Arc<dyn OnlineStore>> {
             let path = config.resolve_path(&c.path);
             Ok(Arc::new(rocksdb::RocksDbOnlineStore::open(&path, c)?))
         }
+        OnlineStoreConfig::Sqlite(c) => Ok(Arc::new(sqlite::SqliteOnlineStore::open(
+            &config.resolve_path(&c.path),
+        )?)),
         OnlineStoreConfig::Redis(c) => Ok(Arc::new(redis::RedisOnlineStore::open(c).map_err(|message| {
             Error::Config {
                 file: config.repo_dir.join(crate::config::CONFIG_FILE),

@@ -200,6 +200,21 @@ pub struct OdfvPlan {
     pub sources: Vec<String>,
 }
 
+/// An input column in the type transformations see: maps, structs and JSON documents as JSON
+/// text (as online, where they come from stored values), everything else cast to its Feast
+/// type's Arrow type.
+fn input_array(a: &ArrayRef, ty: ValueType) -> datafusion::error::Result<ArrayRef> {
+    if matches!(
+        ty.element().unwrap_or(ty),
+        ValueType::Map | ValueType::Struct | ValueType::Json
+    ) {
+        let values =
+            crate::value::column_values(a, ty).map_err(|e| datafusion::error::DataFusionError::Execution(e.0))?;
+        return crate::value::values_to_array(&values, ty);
+    }
+    Ok(cast(a, &arrow_type(ty))?)
+}
+
 /// Adds on-demand outputs to a training-set stream, batch by batch, and drops the `hidden`
 /// helper columns (inputs that were joined only for the transformations). Request data come
 /// from the entity dataframe's columns; a missing one is refused up front, named.
@@ -259,7 +274,7 @@ pub fn apply_to_stream(
                     let a = batch
                         .column_by_name(src)
                         .ok_or_else(|| external(Error::Internal(format!("no column {src}"))))?;
-                    arrays.push(cast(a, &arrow_type(c.dtype))?);
+                    arrays.push(input_array(a, c.dtype)?);
                 }
                 let inputs = RecordBatch::try_new(input_schema(&p.inputs), arrays)?;
                 let out = transforms.run(&p.odfv, inputs).await.map_err(external)?;

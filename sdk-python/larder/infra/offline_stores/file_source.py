@@ -44,3 +44,16 @@ class FileSource(DataSource):
             "created_timestamp_column": self.created_timestamp_column,
             "field_mapping": self.field_mapping,
         }
+
+
+class FileLoggingDestination:
+    """Feast's ``FileLoggingDestination(path=...)`` for a feature service's ``LoggingConfig``
+    (accepted; Larder does not log served features yet)."""
+
+    def __init__(self, *, path: str, s3_endpoint_override: str = "", partition_by=None):
+        self.path = path
+        self.s3_endpoint_override = s3_endpoint_override
+        self.partition_by = list(partition_by or [])
+
+    def __repr__(self):
+        return f"FileLoggingDestination(path={self.path!r})"

@@ -1,0 +1,306 @@
+"""Feast's own repos, unmodified. Feast 0.67 (from PyPI) writes the repo with `feast init`, then
+applies, materializes and answers for it itself; Larder applies, materializes and serves the same
+repo — its own feature_store.yaml (SQLite online store, `auth: no_auth`) and definition files
+importing `feast` — and every answer is compared with Feast's, cell by cell. The same repo with
+`feast` replaced by `larder` (run without Feast) gives the same answers, and the template's
+`test_workflow.py`, s/feast/larder/, runs to the end in local mode."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from conftest import Larder, Server, free_port, larder_bin
+
+FEAST_PYTHON = os.environ.get("FEAST_PYTHON")
+NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+START, END = NOW - timedelta(days=3), NOW + timedelta(hours=1)
+
+FEATURES = [
+    "driver_hourly_stats:conv_rate",
+    "driver_hourly_stats:acc_rate",
+    "driver_hourly_stats:avg_daily_trips",
+    "driver_hourly_stats:driver_metadata",
+    "driver_hourly_stats:driver_config",
+    "driver_hourly_stats:driver_profile",
+    "transformed_conv_rate:conv_rate_plus_val1",
+    "transformed_conv_rate:conv_rate_plus_val2",
+]
+DRIVERS = [1001, 1002, 1003, 1004, 1005, 4242]
+ONLINE_REQUEST = {
+    "features": FEATURES,
+    "entities": {"driver_id": DRIVERS, "val_to_add": [1, 2, 3, 4, 5, 6], "val_to_add_2": [10, 20, 30, 40, 50, 60]},
+}
+SERVICE_REQUEST = {
+    "feature_service": "driver_activity_v2",
+    "entities": {"driver_id": DRIVERS, "val_to_add": [1] * 6, "val_to_add_2": [2] * 6},
+}
+
+HISTORICAL = """
+import sys
+import pandas as pd
+from feast import FeatureStore
+entity_df = pd.read_parquet(sys.argv[2])
+store = FeatureStore(repo_path=sys.argv[1])
+df = store.get_historical_features(entity_df=entity_df, features=sys.argv[4].split(",")).to_df()
+df.to_parquet(sys.argv[3])
+"""
+
+
+def iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def run(cmd, cwd, env=None, timeout=600):
+    p = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
+    assert p.returncode == 0, f"{cmd} failed:\n{p.stdout}\n{p.stderr}"
+    return p
+
+
+@pytest.fixture(scope="module")
+def feast_python():
+    if not FEAST_PYTHON or not Path(FEAST_PYTHON).exists():
+        pytest.fail("Feast is not installed (scripts/test.sh installs feast==0.67.0 into ~/.cache/larder; "
+                    "set FEAST_PYTHON to its interpreter)")
+    probe = subprocess.run([FEAST_PYTHON, "-c", "import larder"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.fail("the Larder SDK is not installed in Feast's virtualenv (scripts/test.sh installs it)")
+    return FEAST_PYTHON
+
+
+def feast_cli(feast_python):
+    return Path(feast_python).parent / "feast"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory, feast_python):
+    """The repo `feast init` writes (its default, `local`, template)."""
+    root = tmp_path_factory.mktemp("feast_init")
+    run([feast_cli(feast_python), "init", "demo"], cwd=root)
+    repo = root / "demo" / "feature_repo"
+    assert (repo / "feature_store.yaml").read_text().count("type: sqlite") == 1
+    return repo
+
+
+def copy_repo(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("registry.db*", "online_store.db*", "__pycache__"))
+    return dst
+
+
+def entity_df(path: Path) -> Path:
+    """Entity rows inside the template's data (its last days), one per driver and time."""
+    rows = []
+    for i, d in enumerate(DRIVERS):
+        for h in (2, 30, 50):
+            rows.append({"driver_id": d, "event_timestamp": pd.Timestamp(NOW - timedelta(hours=h + i)),
+                         "val_to_add": i + h, "val_to_add_2": 10 * i + h})
+    df = pd.DataFrame(rows)
+    df.to_parquet(path)
+    return path
+
+
+def post(url, body):
+    r = requests.post(url + "/get-online-features", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_http(url, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            requests.get(url + "/health", timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not start")
+
+
+@pytest.fixture(scope="module")
+def feast_answers(template, feast_python, tmp_path_factory):
+    """What Feast 0.67 itself answers for the template repo."""
+    tmp = tmp_path_factory.mktemp("feast_side")
+    repo = copy_repo(template, tmp / "repo")
+    cli = feast_cli(feast_python)
+    run([cli, "apply"], cwd=repo)
+    run([cli, "materialize", iso(START), iso(END)], cwd=repo)
+    edf = entity_df(tmp / "entity_df.parquet")
+    out = tmp / "training.parquet"
+    run([feast_python, "-c", HISTORICAL, repo, edf, out, ",".join(FEATURES)], cwd=repo)
+    port = free_port()
+    proc = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url, proc)
+        online = post(url, ONLINE_REQUEST)
+        service = post(url, SERVICE_REQUEST)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"online": online, "service": service, "training": pd.read_parquet(out), "entity_df": edf}
+
+
+def columns(body):
+    return {n: c for n, c in zip(body["metadata"]["feature_names"], body["results"])}
+
+
+def same(a, b):
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+def assert_online_equal(got, want):
+    g, w = columns(got), columns(want)
+    assert sorted(g) == sorted(w), (sorted(g), sorted(w))
+    for name in w:
+        assert len(g[name]["values"]) == len(w[name]["values"]), name
+        for i, (a, b) in enumerate(zip(g[name]["values"], w[name]["values"])):
+            assert same(a, b), f"{name}[{i}]: Larder {a!r}, Feast {b!r}"
+        assert g[name]["statuses"] == w[name]["statuses"], (name, g[name]["statuses"], w[name]["statuses"])
+        assert g[name]["event_timestamps"] == w[name]["event_timestamps"], \
+            (name, g[name]["event_timestamps"], w[name]["event_timestamps"])
+
+
+def normalize(v):
+    if isinstance(v, dict):
+        return {k: normalize(x) for k, x in v.items()}
+    if hasattr(v, "tolist"):
+        return normalize(v.tolist())
+    if isinstance(v, (list, tuple)):
+        # Arrow map columns come back from pandas as lists of (key, value) pairs.
+        if v and all(isinstance(x, tuple) and len(x) == 2 for x in v):
+            return {k: normalize(x) for k, x in v}
+        return [normalize(x) for x in v]
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.tz_convert("UTC") if v.tzinfo else v.tz_localize("UTC")
+    return v
+
+
+def assert_training_equal(got: pd.DataFrame, want: pd.DataFrame):
+    keys = ["driver_id", "event_timestamp", "val_to_add"]
+    assert sorted(got.columns) == sorted(want.columns), (list(got.columns), list(want.columns))
+    assert len(got) == len(want)
+    g = got.sort_values(keys).reset_index(drop=True)
+    w = want.sort_values(keys).reset_index(drop=True)
+    cells = 0
+    for c in w.columns:
+        for i in range(len(w)):
+            a, b = normalize(g[c][i]), normalize(w[c][i])
+            assert a == b, f"{c} row {i} ({w['driver_id'][i]}, {w['event_timestamp'][i]}): Larder {a!r}, Feast {b!r}"
+            cells += 1
+    assert cells == len(w) * len(w.columns)
+
+
+def larder_side(repo: Path, python: str, edf: Path):
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = python
+    out = larder.run("apply")
+    larder.run("materialize", iso(START), iso(END))
+    server = Server(larder)
+    try:
+        online = server.online(ONLINE_REQUEST).json()
+        service = server.online(SERVICE_REQUEST).json()
+        from larder import FeatureStore
+
+        training = FeatureStore(url=server.url).get_historical_features(
+            entity_df=pd.read_parquet(edf), features=FEATURES).to_df()
+    finally:
+        server.stop()
+    return {"apply": out, "online": online, "service": service, "training": training}
+
+
+def test_feast_init_template_unmodified_matches_feast(template, feast_answers, feast_python, tmp_path):
+    repo = copy_repo(template, tmp_path / "repo")
+    before = {p.name: p.read_bytes() for p in repo.iterdir() if p.is_file()}
+    got = larder_side(repo, feast_python, feast_answers["entity_df"])
+    after = {p.name: p.read_bytes() for p in repo.iterdir() if p.is_file()}
+    assert before == after, "the repo's own files are left as they are"
+    # What Larder does not act on is said, not dropped silently.
+    assert "logging_config" in got["apply"].stderr and "Project 'demo'" in got["apply"].stderr, got["apply"].stderr
+    assert "Created feature view driver_quality_labels" in got["apply"].stdout
+    assert_online_equal(got["online"], feast_answers["online"])
+    assert_online_equal(got["service"], feast_answers["service"])
+    present = columns(got["online"])["conv_rate"]["statuses"]
+    assert present.count("PRESENT") == 5 and present[-1] == "NOT_FOUND", present
+    assert_training_equal(got["training"], feast_answers["training"])
+
+
+def test_template_with_larder_imports_matches_feast_without_feast(template, feast_answers, tmp_path):
+    repo = copy_repo(template, tmp_path / "repo")
+    for f in ["feature_definitions.py", "test_workflow.py"]:
+        (repo / f).write_text((repo / f).read_text().replace("feast", "larder"))
+    got = larder_side(repo, sys.executable, feast_answers["entity_df"])
+    assert_online_equal(got["online"], feast_answers["online"])
+    assert_online_equal(got["service"], feast_answers["service"])
+    assert_training_equal(got["training"], feast_answers["training"])
+
+
+def test_template_test_workflow_runs_in_local_mode(template, tmp_path):
+    repo = copy_repo(template, tmp_path / "repo")
+    for f in ["feature_definitions.py", "test_workflow.py"]:
+        (repo / f).write_text((repo / f).read_text().replace("feast", "larder"))
+    env = dict(os.environ, LARDER_PYTHON=sys.executable,
+               PATH=f"{Path(larder_bin()).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("LARDER_URL", None)
+    try:
+        p = subprocess.run([sys.executable, "test_workflow.py"], cwd=repo, capture_output=True, text=True,
+                           env=env, timeout=600)
+        assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
+        out = p.stdout
+        assert "Registry version 1 applied" in out
+        # The pushed event is served: its values replace driver 1001's.
+        after_push = out.split("Online features again with updated values from a stream push")[1]
+        assert "driver_1001_updated" in after_push and "'vehicle_type': 'truck'" in after_push, after_push
+        assert "Removed the online data" in out
+        state = json.loads((repo / ".larder/server.json").read_text())
+        assert requests.get(state["url"] + "/health", timeout=5).status_code in (200, 503)
+    finally:
+        subprocess.run([sys.executable, "-m", "larder.local_server", "stop", str(repo)], env=env, timeout=60)
+    assert not (repo / ".larder/server.json").exists()
+
+
+# Errors a Feast user meets, each a clear message --------------------------------------------------
+
+def test_a_broken_definition_file_is_reported_with_file_and_line(template, tmp_path):
+    repo = copy_repo(template, tmp_path / "repo")
+    (repo / "test_workflow.py").unlink()
+    defs = repo / "feature_definitions.py"
+    lines = defs.read_text().replace("feast", "larder").splitlines()
+    lines.insert(40, "broken = undefined_name + 1")
+    defs.write_text("\n".join(lines) + "\n")
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = sys.executable
+    p = larder.run("apply", check=False)
+    assert p.returncode != 0
+    assert "feature_definitions.py:41: NameError" in p.stderr and "undefined_name" in p.stderr, p.stderr
+    assert "internal error" not in p.stderr and "not installed" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("yaml_edit, needle", [
+    (("type: sqlite", "type: dynamodb"), "online_store"),
+    (("registry: data/registry.db", "registry: s3://bucket/registry.db"), "s3://"),
+    (("provider: local", "provider: ibm"), "provider"),
+])
+def test_unsupported_configuration_is_refused_naming_the_key(template, tmp_path, yaml_edit, needle):
+    repo = copy_repo(template, tmp_path / "repo")
+    cfg = repo / "feature_store.yaml"
+    assert yaml_edit[0] in cfg.read_text()
+    cfg.write_text(cfg.read_text().replace(*yaml_edit))
+    p = subprocess.run([larder_bin(), "-c", str(repo), "plan"], capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and needle in p.stderr and "feature_store.yaml" in p.stderr, p.stderr
+    assert not (repo / "s3:").exists(), "a remote registry path must never become a local directory"
