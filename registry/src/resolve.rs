@@ -2,7 +2,7 @@
 //! type (from the view's schema or the source column), a view's features (from the source
 //! columns) and its entity columns.
 
-use crate::model::{Field, FileSource, RegistryDoc, ValueType};
+use crate::model::{DataSource, Field, FileSource, RegistryDoc, ValueType};
 use crate::validate::ValidationError;
 
 /// One column of a batch source, as far as the registry cares.
@@ -38,6 +38,35 @@ pub fn resolve(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Result<RegistryD
     let mut out = doc.clone();
     let mut errors = Vec::new();
     let mut inferred_types: Vec<(String, ValueType)> = Vec::new();
+
+    // A file source without `timestamp_field` takes its one timestamp column, as Feast infers it
+    // (Feast counts every timestamp column, the created one included).
+    for s in &mut out.data_sources {
+        let DataSource::File(f) = s else { continue };
+        if !f.timestamp_field.is_empty() {
+            continue;
+        }
+        let Ok(cols) = lookup.columns(f) else { continue };
+        let ts: Vec<&str> = cols
+            .iter()
+            .filter(|c| c.is_timestamp)
+            .map(|c| c.name.as_str())
+            .collect();
+        match ts.as_slice() {
+            [one] => f.timestamp_field = one.to_string(),
+            _ => errors.push(ValidationError::new(
+                format!("data source {}", f.name),
+                format!(
+                    "timestamp_field is not given and cannot be inferred: {} has {} timestamp columns ({}); name one",
+                    f.path,
+                    ts.len(),
+                    ts.join(", ")
+                ),
+            )),
+        }
+    }
+    let base = out.clone();
+    let doc = &base;
 
     for (i, view) in doc.feature_views.iter().enumerate() {
         let join_keys = doc.join_keys(view);

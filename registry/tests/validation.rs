@@ -313,3 +313,24 @@ fn unusable_field_names_are_refused() {
     }
     assert!(larder_registry::validate::check_field_name("7d_avg").is_ok());
 }
+
+#[test]
+fn the_timestamp_field_is_inferred_from_the_one_timestamp_column() {
+    let mut doc = base();
+    if let DataSource::File(f) = &mut doc.data_sources[0] {
+        f.timestamp_field = String::new();
+        f.created_timestamp_column = None;
+    }
+    let one = Columns(vec![
+        col("driver_id", ValueType::Int64),
+        ts("event_timestamp"),
+        col("conv_rate", ValueType::Float),
+    ]);
+    let r = resolve(&doc, &one).unwrap();
+    match &r.data_sources[0] {
+        DataSource::File(f) => assert_eq!(f.timestamp_field, "event_timestamp"),
+        other => panic!("{other:?}"),
+    }
+    // Two timestamp columns (Feast counts the created one too): the user must name it.
+    assert_one(&doc, "timestamp_field is not given and cannot be inferred");
+}

@@ -5,6 +5,7 @@ from larder.aggregation import Aggregation
 from larder.data_format import JsonFormat
 from larder.data_source import DataSource, KafkaSource, PushSource, RequestSource
 from larder.entity import Entity
+from larder.feature import Feature
 from larder.feature_service import FeatureService
 from larder.feature_store import FeatureStore, LarderError, OnlineResponse, PushMode, RetrievalJob
 from larder.feature_view import FeatureView
@@ -26,6 +27,7 @@ __all__ = [
     "StreamFeatureView",
     "DataSource",
     "Entity",
+    "Feature",
     "FeatureService",
     "FeatureStore",
     "LarderError",

@@ -52,7 +52,7 @@ class FeatureView(BaseFeatureView):
         self,
         *,
         name: str,
-        source: DataSource,
+        source: Optional[DataSource] = None,
         schema: Optional[List[Field]] = None,
         entities: Optional[List[Entity]] = None,
         ttl: Optional[timedelta] = timedelta(days=0),
@@ -63,6 +63,18 @@ class FeatureView(BaseFeatureView):
         owner: str = "",
         **kwargs,
     ):
+        # Feast 0.2x's API: `batch_source=` for `source=`, `features=[Feature(...)]` for
+        # `schema=`, entities given by name.
+        legacy_source = kwargs.pop("batch_source", None) or kwargs.pop("stream_source", None)
+        legacy_features = kwargs.pop("features", None)
+        if source is None and legacy_source is not None:
+            source = legacy_source
+        if legacy_features is not None:
+            import warnings
+
+            warnings.warn(f"FeatureView {name!r}: features= is deprecated (as in Feast): use schema=",
+                          DeprecationWarning, stacklevel=2)
+            schema = list(schema or []) + [f for f in legacy_features if f not in (schema or [])]
         if isinstance(source, RequestSource):
             raise ValueError(f"FeatureView {name!r}: a RequestSource cannot be the source of a feature view")
         if source is None:
@@ -71,9 +83,9 @@ class FeatureView(BaseFeatureView):
         self.source = source
         self.entities = list(entities or [])
         for e in self.entities:
-            if not isinstance(e, Entity):
-                raise TypeError(f"FeatureView {name!r}: entities must be Entity objects, got {e!r}")
-        join_keys = {k for e in self.entities for k in e.join_keys}
+            if not isinstance(e, (Entity, str)):
+                raise TypeError(f"FeatureView {name!r}: entities must be Entity objects or names, got {e!r}")
+        join_keys = {k for e in self.entities if isinstance(e, Entity) for k in e.join_keys}
         schema = list(schema or [])
         self.entity_columns = [f for f in schema if f.name in join_keys]
         self.features = [f for f in schema if f.name not in join_keys]
@@ -96,7 +108,7 @@ class FeatureView(BaseFeatureView):
     def to_dict(self) -> dict:
         return {
             "name": self.name,
-            "entities": [e.name for e in self.entities],
+            "entities": [e if isinstance(e, str) else e.name for e in self.entities],
             "features": [f.to_dict() for f in self.features],
             "entity_columns": [f.to_dict() for f in self.entity_columns],
             "source": self.source.name,

@@ -157,7 +157,8 @@ def export_objects(objects: List[object]) -> dict:
             _add("feature view", views, o, errors)
             add_source(o.source)
             for e in o.entities:
-                _add("entity", entities, e, errors)
+                if isinstance(e, Entity):
+                    _add("entity", entities, e, errors)
         elif isinstance(o, OnDemandFeatureView):
             _add("on-demand feature view", odfvs, o, errors)
             for s in o.sources:

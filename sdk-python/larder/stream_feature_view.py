@@ -13,7 +13,7 @@ from larder.field import Field
 class StreamFeatureView(FeatureView):
     """A feature view kept fresh from a stream."""
 
-    def __init__(self, *, name: str, source, entities=None, ttl: Optional[timedelta] = timedelta(days=0),
+    def __init__(self, *, name: str, source=None, entities=None, ttl: Optional[timedelta] = timedelta(days=0),
                  schema: Optional[List[Field]] = None, aggregations: Optional[List[Aggregation]] = None,
                  timestamp_field: str = "", mode: str = "", udf=None, online: bool = True, description: str = "",
                  tags=None, owner: str = "", **kwargs):
@@ -21,7 +21,7 @@ class StreamFeatureView(FeatureView):
             raise ValueError(f"StreamFeatureView {name!r}: Larder does not run stream UDFs; "
                              "declare aggregations, or compute derived values in an on-demand feature view")
         super().__init__(name=name, source=source, schema=schema, entities=entities, ttl=ttl, online=online,
-                         description=description, tags=tags, owner=owner)
+                         description=description, tags=tags, owner=owner, **kwargs)
         self.aggregations = list(aggregations or [])
         self.timestamp_field = timestamp_field
         self.mode = mode

@@ -232,6 +232,8 @@ struct RawConfig {
     auth: Option<crate::auth::AuthConfig>,
     #[serde(default)]
     stream: StreamConfig,
+    #[serde(default)]
+    online_ttl: crate::serving::OnlineTtl,
 }
 
 /// `stream:`: Larder's stream workers (Kafka consumers of stream feature views).
@@ -321,6 +323,8 @@ pub struct RepoConfig {
     pub stream: StreamConfig,
     /// What Larder reads differently from Feast in this configuration (printed by `apply`).
     pub notes: Vec<String>,
+    /// Whether online reads enforce view ttls (`online_ttl: enforce | ignore`).
+    pub online_ttl: crate::serving::OnlineTtl,
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` with environment values.
@@ -502,6 +506,16 @@ impl RepoConfig {
             online_store: raw.online_store.unwrap_or_default(),
             offline_store,
             notes,
+            online_ttl: match std::env::var("LARDER_ONLINE_TTL").ok().as_deref().map(str::trim) {
+                None | Some("") => raw.online_ttl,
+                Some("enforce") => crate::serving::OnlineTtl::Enforce,
+                Some("ignore") => crate::serving::OnlineTtl::Ignore,
+                Some(other) => {
+                    return Err(err(format!(
+                        "$LARDER_ONLINE_TTL (overriding online_ttl): `{other}` is not one of enforce, ignore"
+                    )))
+                }
+            },
             entity_key_serialization_version: raw.entity_key_serialization_version,
             auth: raw.auth,
             stream: raw.stream,

@@ -41,6 +41,8 @@ pub struct ViewResult {
     pub end: DateTime<Utc>,
     /// Rows written online.
     pub rows: u64,
+    /// Of those, keys already older than the view's ttl.
+    pub expired: u64,
 }
 
 /// Why a job failed.
@@ -108,6 +110,7 @@ impl Job {
                             start: o.start,
                             end: o.end,
                             rows: o.rows,
+                            expired: o.expired,
                         })
                         .collect();
                 }

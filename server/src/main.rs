@@ -230,6 +230,14 @@ fn report(outcomes: &[MaterializeOutcome]) {
             o.seconds,
             rate
         );
+        if o.expired > 0 {
+            println!(
+                "  {} of these {} keys are already older than the view's ttl: online reads answer them \
+                 OUTSIDE_MAX_AGE with a null (`online_ttl: ignore` in feature_store.yaml serves them, as \
+                 Feast's Python server does)",
+                o.expired, o.rows
+            );
+        }
     }
 }
 

@@ -113,13 +113,23 @@ pub struct ViewWindow<'a> {
     pub end_ns: i64,
 }
 
-/// Materializes one view's window; returns the number of rows written.
+/// What one view's materialization wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Rows (keys) written.
+    pub rows: u64,
+    /// Of those, rows whose event time was already older than the view's ttl when written:
+    /// online reads answer them `OUTSIDE_MAX_AGE` (unless `online_ttl: ignore`).
+    pub expired: u64,
+}
+
+/// Materializes one view's window.
 pub async fn materialize_view(
     window: ViewWindow<'_>,
     offline: &dyn OfflineStore,
     online: &dyn OnlineStore,
     progress: &dyn Progress,
-) -> Result<u64> {
+) -> Result<Written> {
     let ViewWindow {
         project,
         doc,
@@ -143,8 +153,16 @@ pub async fn materialize_view(
     let mut stream = offline.pull_latest(request).await?;
     let mut pending: Vec<OnlineRow> = Vec::with_capacity(WRITE_BATCH_ROWS);
     let mut written = 0u64;
+    let oldest_fresh = view
+        .ttl()
+        .filter(|_| !view.is_aggregated())
+        .map(|s| crate::time::to_nanos(chrono::Utc::now()).saturating_sub(s.saturating_mul(1_000_000_000)));
+    let mut expired = 0u64;
     while let Some(batch) = stream.next().await {
         let (rows, _skipped) = batch_to_rows(doc, view, &batch?)?;
+        if let Some(limit) = oldest_fresh {
+            expired += rows.iter().filter(|r| r.event_ts < limit).count() as u64;
+        }
         pending.extend(rows);
         if pending.len() >= WRITE_BATCH_ROWS {
             let chunk = std::mem::replace(&mut pending, Vec::with_capacity(WRITE_BATCH_ROWS));
@@ -160,5 +178,5 @@ pub async fn materialize_view(
         written += n;
         progress.rows_written(n);
     }
-    Ok(written)
+    Ok(Written { rows: written, expired })
 }

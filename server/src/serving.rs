@@ -119,6 +119,30 @@ pub struct RequestLimits {
     pub max_features: usize,
 }
 
+/// How one online read is served.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// Request limits.
+    pub limits: RequestLimits,
+    /// Whether ttls are enforced.
+    pub ttl: OnlineTtl,
+    /// The time the read happens at, ns since the epoch.
+    pub now_ns: i64,
+}
+
+/// Whether online reads enforce a view's ttl (`online_ttl` in `feature_store.yaml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnlineTtl {
+    /// A value older than its view's ttl is answered `OUTSIDE_MAX_AGE` with a null (as Feast's
+    /// Go server does); the default.
+    #[default]
+    Enforce,
+    /// Every stored value is served with its timestamp whatever its age, as Feast's Python
+    /// feature server does (for teams migrating from it).
+    Ignore,
+}
+
 impl Default for RequestLimits {
     fn default() -> Self {
         RequestLimits {
@@ -313,9 +337,13 @@ pub async fn get_online_features(
     online: &dyn OnlineStore,
     transforms: &Transforms,
     req: &OnlineRequest,
-    limits: RequestLimits,
-    now_ns: i64,
+    opts: ReadOptions,
 ) -> Result<OnlineResponse> {
+    let ReadOptions {
+        limits,
+        ttl: ttl_policy,
+        now_ns,
+    } = opts;
     let (views, odfvs) = resolve_with_odfvs(doc, project, &req.features)?;
     for r in &views {
         if !r.view.online {
@@ -491,7 +519,7 @@ pub async fn get_online_features(
             .unwrap_or(&[])
     };
     let fresh = |v: &FeatureView, r: &OnlineRow| {
-        if v.is_aggregated() {
+        if v.is_aggregated() || ttl_policy == OnlineTtl::Ignore {
             return true; // the windows bound the age of what is aggregated
         }
         let ttl_ns = v.ttl().map(|s| s.saturating_mul(1_000_000_000));

@@ -40,6 +40,8 @@ pub struct MaterializeOutcome {
     pub end: DateTime<Utc>,
     /// Rows written to the online store.
     pub rows: u64,
+    /// Of those, keys already older than the view's ttl (served `OUTSIDE_MAX_AGE`).
+    pub expired: u64,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -381,7 +383,8 @@ impl FeatureStore {
             start_ns: to_nanos(start),
             end_ns: to_nanos(end),
         };
-        let rows = materialize_view(window, self.offline.as_ref(), online.as_ref(), progress).await?;
+        let written = materialize_view(window, self.offline.as_ref(), online.as_ref(), progress).await?;
+        let rows = written.rows;
         let seconds = t0.elapsed().as_secs_f64();
         metrics::counter!("larder_materialized_rows_total", "view" => name.to_string()).increment(rows);
         progress.finish_view(name, rows, seconds);
@@ -398,6 +401,7 @@ impl FeatureStore {
             start,
             end,
             rows,
+            expired: written.expired,
             seconds,
         })
     }
@@ -412,8 +416,11 @@ impl FeatureStore {
             online.as_ref(),
             &self.transforms,
             req,
-            self.limits,
-            to_nanos(Utc::now()),
+            serving::ReadOptions {
+                limits: self.limits,
+                ttl: self.config.online_ttl,
+                now_ns: to_nanos(Utc::now()),
+            },
         )
         .await
     }

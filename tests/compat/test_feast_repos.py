@@ -162,14 +162,25 @@ def same(a, b):
     return a == b
 
 
-def assert_online_equal(got, want):
+EPOCH = "1970-01-01T00:00:00Z"
+
+
+def assert_online_equal(got, want, redis_missing_present=False):
+    """Cell by cell: values, statuses, event timestamps. Feast's Redis store answers a key it
+    does not have as PRESENT (with a null value and the epoch); its SQLite store, its docs and
+    Larder answer NOT_FOUND. With `redis_missing_present`, exactly that case is accepted."""
     g, w = columns(got), columns(want)
     assert sorted(g) == sorted(w), (sorted(g), sorted(w))
     for name in w:
         assert len(g[name]["values"]) == len(w[name]["values"]), name
         for i, (a, b) in enumerate(zip(g[name]["values"], w[name]["values"])):
             assert same(a, b), f"{name}[{i}]: Larder {a!r}, Feast {b!r}"
-        assert g[name]["statuses"] == w[name]["statuses"], (name, g[name]["statuses"], w[name]["statuses"])
+        statuses = list(w[name]["statuses"])
+        if redis_missing_present:
+            statuses = ["NOT_FOUND" if (s == "PRESENT" and v is None and t == EPOCH and gs == "NOT_FOUND") else s
+                        for s, v, t, gs in zip(statuses, w[name]["values"], w[name]["event_timestamps"],
+                                               g[name]["statuses"])]
+        assert g[name]["statuses"] == statuses, (name, g[name]["statuses"], w[name]["statuses"])
         assert g[name]["event_timestamps"] == w[name]["event_timestamps"], \
             (name, g[name]["event_timestamps"], w[name]["event_timestamps"])
 
@@ -304,3 +315,136 @@ def test_unsupported_configuration_is_refused_naming_the_key(template, tmp_path,
     p = subprocess.run([larder_bin(), "-c", str(repo), "plan"], capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and needle in p.stderr and "feature_store.yaml" in p.stderr, p.stderr
     assert not (repo / "s3:").exists(), "a remote registry path must never become a local directory"
+
+
+# A repo in the style real repos use: Redis online store, .feastignore, a source whose timestamp
+# field Feast infers, a dictionary-encoded (pandas category) string column
+# and keys older than the view's ttl. ----------------------------------------------------------
+
+REDIS_DEFS = '''
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast.types import Float32, Int64, String
+from feast.value_type import ValueType
+
+rider = Entity(name="rider", join_keys=["rider_id"], value_type=ValueType.INT64)
+rides = FileSource(name="rides", path="data/rides.parquet")
+rider_stats = FeatureView(
+    name="rider_stats", entities=[rider], ttl=timedelta(hours=6), source=rides,
+    schema=[Field(name="score", dtype=Float32), Field(name="city", dtype=String), Field(name="rides", dtype=Int64)],
+)
+rider_service = FeatureService(name="rider_service", features=[rider_stats[["score", "city"]]])
+'''
+
+
+def redis_repo(root: Path, redis_port: int) -> Path:
+    import numpy as np
+
+    (root / "data").mkdir(parents=True)
+    (root / "scratch").mkdir()
+    (root / "scratch" / "broken.py").write_text("raise RuntimeError('scratch files are ignored')\n")
+    (root / ".feastignore").write_text("scratch/\n")
+    (root / "definitions.py").write_text(REDIS_DEFS)
+    (root / "feature_store.yaml").write_text(
+        "project: rides_demo\nregistry: data/registry.db\nprovider: local\n"
+        f"online_store:\n  type: redis\n  connection_string: 127.0.0.1:{redis_port}\n"
+        "entity_key_serialization_version: 3\n")
+    rng = np.random.default_rng(7)
+    rows = []
+    for r in range(1, 9):
+        newest = NOW - timedelta(hours=1 if r <= 6 else 10)  # riders 7 and 8: older than the 6 h ttl
+        for k in range(4):
+            t = newest - timedelta(hours=3 * k)
+            rows.append({"rider_id": r, "event_timestamp": t,
+                         "score": np.float32(rng.random()), "city": ["paris", "lyon", "nice"][(r + k) % 3],
+                         "rides": int(rng.integers(0, 500))})
+    df = pd.DataFrame(rows)
+    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
+    df["city"] = df["city"].astype("category")
+    df.to_parquet(root / "data" / "rides.parquet", index=False)
+    return root
+
+
+RIDERS = list(range(1, 10))
+RIDER_REQUEST = {"features": ["rider_stats:score", "rider_stats:city", "rider_stats:rides"],
+                 "entities": {"rider_id": RIDERS}}
+
+
+def test_a_redis_repo_with_feastignore_and_inferred_timestamp_matches_feast(feast_python, tmp_path):
+    from conftest import RedisServer
+    from larder import FeatureStore
+
+    feast_redis, larder_redis = RedisServer(tmp_path), RedisServer(tmp_path)
+    try:
+        feast_repo = redis_repo(tmp_path / "feast", feast_redis.port)
+        larder_repo = redis_repo(tmp_path / "larder", larder_redis.port)
+        cli = feast_cli(feast_python)
+        run([cli, "apply"], cwd=feast_repo)
+        run([cli, "materialize", iso(START), iso(END)], cwd=feast_repo)
+        edf = tmp_path / "entity_df.parquet"
+        pd.DataFrame({"rider_id": [1, 2, 7, 8, 9, 3],
+                      "event_timestamp": pd.to_datetime([NOW - timedelta(hours=h) for h in (2, 5, 11, 20, 1, 8)],
+                                                        utc=True)}).to_parquet(edf)
+        feats = RIDER_REQUEST["features"]
+        out = tmp_path / "feast_training.parquet"
+        run([feast_python, "-c", HISTORICAL, feast_repo, edf, out, ",".join(feats)], cwd=feast_repo)
+        port = free_port()
+        proc = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=feast_repo, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_http(url, proc)
+            want = post(url, RIDER_REQUEST)
+            want_service = post(url, {"feature_service": "rider_service", "entities": {"rider_id": RIDERS}})
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+        larder = Larder(larder_repo)
+        larder.env["LARDER_PYTHON"] = feast_python
+        applied = larder.run("apply")
+        assert "Created feature view rider_stats" in applied.stdout, applied.stdout + applied.stderr
+        mat = larder.run("materialize", iso(START), iso(END)).stdout
+        assert "2 of these 8 keys are already older than the view's ttl" in mat, mat
+        # Served as Feast's Python server serves (ttl not enforced online) for migrating users...
+        larder.env["LARDER_ONLINE_TTL"] = "ignore"
+        server = Server(larder)
+        try:
+            assert_online_equal(server.online(RIDER_REQUEST).json(), want, redis_missing_present=True)
+            assert_online_equal(server.online({"feature_service": "rider_service",
+                                               "entities": {"rider_id": RIDERS}}).json(), want_service,
+                                redis_missing_present=True)
+            got = FeatureStore(url=server.url).get_historical_features(
+                entity_df=pd.read_parquet(edf), features=feats).to_df()
+        finally:
+            server.stop()
+        want_training = pd.read_parquet(out)
+        keys = ["rider_id", "event_timestamp"]
+        # Feast's file (Dask) store drops an entity row whose key has data but none eligible at
+        # the row's time (rider 8 at -20 h: its rows start at -19 h) — its left merge, then ttl
+        # filter, loses the row — while Feast's documented semantics (a LEFT JOIN; rows are never
+        # dropped) and its SQL stores keep it with nulls, as Larder does. Every row Feast returns
+        # must match Larder's cell by cell; Larder's one extra row must be exactly that one.
+        merged = got.merge(want_training[keys], on=keys, how="left", indicator=True)
+        extra = merged[merged["_merge"] == "left_only"]
+        assert extra["rider_id"].tolist() == [8], extra
+        assert extra[["score", "city", "rides"]].isna().all().all(), extra
+        g = got[~got["rider_id"].eq(8)].sort_values(keys).reset_index(drop=True)
+        w = want_training.sort_values(keys).reset_index(drop=True)
+        assert sorted(g.columns) == sorted(w.columns) and len(g) == len(w) == 5
+        for c in w.columns:
+            for i in range(len(w)):
+                assert normalize(g[c][i]) == normalize(w[c][i]), (c, i, g[c][i], w[c][i])
+        # ... and by default the ttl is enforced online, as Feast's Go server does.
+        larder.env.pop("LARDER_ONLINE_TTL")
+        server = Server(larder)
+        try:
+            cols = columns(server.online(RIDER_REQUEST).json())
+            assert cols["score"]["statuses"][6:] == ["OUTSIDE_MAX_AGE", "OUTSIDE_MAX_AGE", "NOT_FOUND"]
+            assert cols["score"]["values"][6:] == [None, None, None]
+        finally:
+            server.stop()
+    finally:
+        feast_redis.stop()
+        larder_redis.stop()

@@ -96,3 +96,44 @@ def test_exporter_cli_prints_json(tmp_path):
     assert json.loads(out)["entities"][0]["join_keys"] == ["a"]
     bad = subprocess.run([sys.executable, "-m", "larder.repo", str(tmp_path / "nope")], capture_output=True, text=True)
     assert bad.returncode == 2 and "not a directory" in bad.stderr
+
+
+LEGACY_DEFS = '''
+from datetime import timedelta
+from larder import Entity, Feature, FeatureView, FileSource, ValueType
+
+driver = Entity(name="driver", join_keys=["driver_id"])
+src = FileSource(name="driver_source", path="data/drivers.parquet", timestamp_field="event_timestamp",
+                 created_timestamp_column="created")
+legacy = FeatureView(name="legacy", entities=["driver"], batch_source=src, ttl=timedelta(days=30),
+                     features=[Feature(name="conv_rate", dtype=ValueType.FLOAT),
+                               Feature(name="trips", dtype=ValueType.INT64)])
+'''
+
+
+def test_feast_02x_api_declares_exactly_its_features(tmp_path):
+    """`Feature(...)`, `features=`, `batch_source=` and entity names, as Feast 0.2x repos write
+    them: the view gets the declared features only (not every Parquet column), served online."""
+    from datetime import datetime, timezone
+
+    from conftest import Larder, Server
+    from e2e.repo_factory import make_repo
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    make_repo(tmp_path, now)
+    (tmp_path / "definitions.py").write_text(LEGACY_DEFS)
+    larder = Larder(tmp_path)
+    applied = larder.run("apply")
+    assert "Created feature view legacy" in applied.stdout, applied.stdout
+    doc = json.loads(larder.run("registry", "dump").stdout)
+    view = next(v for v in doc["feature_views"] if v["name"] == "legacy")
+    assert [(f["name"], f["dtype"]) for f in view["features"]] == [("conv_rate", "FLOAT"), ("trips", "INT64")]
+    assert view["entity_columns"] == [{"name": "driver_id", "dtype": "INT64"}]
+    larder.run("materialize", (now - timedelta(days=4)).strftime("%Y-%m-%dT%H:%M:%S"), now.strftime("%Y-%m-%dT%H:%M:%S"))
+    s = Server(larder)
+    try:
+        r = s.online({"features": ["legacy:trips"], "entities": {"driver_id": [1]}})
+        assert r.status_code == 200 and r.json()["results"][1]["values"] == [777], r.text
+        assert s.online({"features": ["legacy:acc_rate"], "entities": {"driver_id": [1]}}).status_code == 404
+    finally:
+        s.stop()

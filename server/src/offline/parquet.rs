@@ -153,6 +153,10 @@ impl ParquetOfflineStore {
     }
 
     fn path_of(&self, source: &FileSource) -> String {
+        // `file:///abs/path` (Feast accepts it) is a local path.
+        if let Some(local) = source.path.strip_prefix("file://") {
+            return self.base_dir.join(local).to_string_lossy().into_owned();
+        }
         let p = std::path::Path::new(&source.path);
         if p.is_absolute() || source.path.contains("://") {
             source.path.clone()
