@@ -17,6 +17,7 @@ pub mod materialize;
 pub mod metrics;
 pub mod offline;
 pub mod online;
+pub mod remote_offline;
 pub mod serving;
 mod store;
 pub mod stream;

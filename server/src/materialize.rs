@@ -149,6 +149,7 @@ pub async fn materialize_view(
         features: view.features.iter().map(|f| f.name.clone()).collect(),
         start_ns,
         end_ns,
+        latest_only: true,
     };
     let mut stream = offline.pull_latest(request).await?;
     let mut pending: Vec<OnlineRow> = Vec::with_capacity(WRITE_BATCH_ROWS);

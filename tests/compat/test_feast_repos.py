@@ -448,3 +448,132 @@ def test_a_redis_repo_with_feastignore_and_inferred_timestamp_matches_feast(feas
     finally:
         feast_redis.stop()
         larder_redis.stop()
+
+
+# Feast's own client with `offline_store: {type: remote}` pointed at Larder's Flight port --------
+
+REMOTE_CLIENT = """
+import json, sys
+from datetime import datetime, timezone
+import pandas as pd
+from feast import FeatureStore
+from feast.data_source import PushMode
+
+repo, edf_path, start, end, features = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5].split(",")
+store = FeatureStore(repo_path=repo)
+out = {}
+training = store.get_historical_features(entity_df=pd.read_parquet(edf_path), features=features).to_df()
+training.to_parquet(repo + "/remote_training.parquet")
+store.materialize(datetime.fromisoformat(start), datetime.fromisoformat(end))
+rows = [{"driver_id": d, "val_to_add": i + 1, "val_to_add_2": 10 * (i + 1)} for i, d in enumerate(%s)]
+out["online"] = store.get_online_features(features=features, entity_rows=rows).to_dict()
+now = datetime.now(timezone.utc).replace(microsecond=0)
+pushed = pd.DataFrame({"driver_id": [777001], "event_timestamp": [now], "created": [now],
+                       "conv_rate": [0.5], "acc_rate": [0.25], "avg_daily_trips": [7],
+                       "driver_metadata": [{"vehicle_type": "van", "rating": "4.0"}],
+                       "driver_config": ['{"max_distance_km": 1}'],
+                       "driver_profile": [{"name": "pushed", "age": "30"}]})
+store.push("driver_stats_push_source", pushed, to=PushMode.OFFLINE)
+out["pushed_at"] = now.isoformat()
+print("RESULT " + json.dumps(out, default=str))
+""" % DRIVERS
+
+
+def test_feast_client_with_larder_as_its_remote_offline_store(template, feast_answers, feast_python, tmp_path):
+    """`feast apply` validates the sources over Flight (DoPut), training sets (with on-demand
+    views), materialization (pull_latest) and a push to the offline store (offline_write_batch)
+    all go to Larder; the answers equal Feast's own for the same repo."""
+    from larder import FeatureStore
+
+    larder_repo = copy_repo(template, tmp_path / "larder")
+    larder = Larder(larder_repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    larder.run("apply")
+    server = Server(larder)
+    try:
+        client_repo = copy_repo(template, tmp_path / "client")
+        cfg = client_repo / "feature_store.yaml"
+        port = server.flight_url.rsplit(":", 1)[1]
+        cfg.write_text(cfg.read_text() + f"offline_store:\n    type: remote\n    host: 127.0.0.1\n    port: {port}\n")
+        applied = run([feast_cli(feast_python), "apply"], cwd=client_repo)
+        assert "Created feature view driver_hourly_stats" in applied.stdout, applied.stdout
+        p = run([feast_python, "-c", REMOTE_CLIENT, client_repo, feast_answers["entity_df"], START.isoformat(),
+                 END.isoformat(), ",".join(FEATURES)], cwd=client_repo)
+        result = json.loads(next(l for l in p.stdout.splitlines() if l.startswith("RESULT "))[7:])
+        # Training set through Larder's Flight == Feast's own, cell by cell.
+        assert_training_equal(pd.read_parquet(client_repo / "remote_training.parquet"), feast_answers["training"])
+        # Materialized by Feast's client from Larder's pull_latest == what Feast serves itself.
+        want = columns(feast_answers["online"])
+        got = result["online"]
+        for name in ["conv_rate", "acc_rate", "avg_daily_trips", "driver_metadata", "driver_profile",
+                     "conv_rate_plus_val1", "conv_rate_plus_val2"]:
+            assert got[name] == want[name]["values"], (name, got[name], want[name]["values"])
+        assert got["driver_config"] == [json.loads(v) if v else None for v in want["driver_config"]["values"]]
+        # The push reached Larder's offline store: a part under the source's appends, and
+        # Larder's own training set sees the pushed row.
+        parts = list((larder_repo / "data" / "driver_stats.parquet.appends").glob("*.parquet"))
+        assert len(parts) == 1, parts
+        pushed_at = pd.Timestamp(result["pushed_at"])
+        df = FeatureStore(url=server.url).get_historical_features(
+            entity_df=pd.DataFrame({"driver_id": [777001], "event_timestamp": [pushed_at]}),
+            features=["driver_hourly_stats:avg_daily_trips", "driver_hourly_stats:driver_profile"]).to_df()
+        assert df["avg_daily_trips"].tolist() == [7] and df["driver_profile"][0] == {"name": "pushed", "age": "30"}, df
+    finally:
+        server.stop()
+
+
+def test_unsupported_and_bad_flight_calls_get_grpc_errors(template, feast_python, tmp_path):
+    import pyarrow as pa
+    import pyarrow.flight as fl
+
+    repo = copy_repo(template, tmp_path / "repo")
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    larder.run("apply")
+    server = Server(larder)
+    try:
+        client = fl.FlightClient(server.flight_url)
+        placeholder = pa.table({"key": ["mock_key"]})
+
+        def exchange(cmd):
+            writer, reader = client.do_exchange(fl.FlightDescriptor.for_command(json.dumps(cmd)))
+            writer.begin(placeholder.schema)
+            writer.write_table(placeholder)
+            writer.done_writing()
+            return reader.read_all()
+
+        # pyarrow raises gRPC statuses as Arrow errors (UNIMPLEMENTED: ArrowNotImplementedError,
+        # NOT_FOUND: ArrowKeyError, INVALID_ARGUMENT: ArrowInvalid); the message is checked.
+        errors = (fl.FlightError, pa.ArrowException)
+        with pytest.raises(pa.ArrowNotImplementedError, match="`persist` is not offered"):
+            exchange({"api": "persist"})
+        with pytest.raises(pa.ArrowKeyError, match="DataSourceObjectNotFoundException"):
+            exchange({"api": "pull_all_from_table_or_query", "data_source_name": "nope", "timestamp_field": "ts"})
+        with pytest.raises(errors, match="bad parameters"):
+            exchange({"api": "pull_latest_from_table_or_query"})
+        with pytest.raises(errors, match="not a valid JSON"):
+            exchange("{not json")
+        with pytest.raises(errors, match="BATCH_BIGQUERY"):
+            exchange({"api": "get_table_column_names_and_types_from_data_source",
+                      "data_source_proto": json.dumps({"type": "BATCH_BIGQUERY", "name": "b"})})
+        # pull_all: every row of the window, with the source's own column names.
+        t = exchange({"api": "pull_all_from_table_or_query", "data_source_name": "driver_hourly_stats_source",
+                      "join_key_columns": ["driver_id"], "feature_name_columns": ["conv_rate"],
+                      "timestamp_field": "event_timestamp", "created_timestamp_column": "created",
+                      "start_date": (NOW - timedelta(days=1)).isoformat(), "end_date": NOW.isoformat()})
+        raw = pd.read_parquet(repo / "data" / "driver_stats.parquet")
+        window = raw[(raw.event_timestamp >= pd.Timestamp(NOW - timedelta(days=1))) &
+                     (raw.event_timestamp <= pd.Timestamp(NOW))]
+        assert t.column_names == ["driver_id", "conv_rate", "event_timestamp", "created"]
+        assert t.num_rows == len(window) > 0
+        types = exchange({"api": "get_table_column_names_and_types_from_data_source",
+                          "data_source_proto": json.dumps({"type": "BATCH_FILE", "name": "x",
+                                                           "timestampField": "event_timestamp",
+                                                           "fileOptions": {"uri": "data/driver_stats.parquet"}})})
+        got = dict(zip(types.column("name").to_pylist(), types.column("type").to_pylist()))
+        import pyarrow.parquet as pq
+        want = {f.name: str(f.type) for f in pq.read_schema(repo / "data" / "driver_stats.parquet")}
+        assert got == want, (got, want)
+        assert requests.get(server.url + "/health").status_code == 200
+    finally:
+        server.stop()

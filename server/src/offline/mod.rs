@@ -32,6 +32,9 @@ pub struct PullRequest<'a> {
     pub start_ns: i64,
     /// End of the event-time window, ns since the epoch, inclusive.
     pub end_ns: i64,
+    /// Only the newest row per key (Feast's `pull_latest_from_table_or_query`, what
+    /// materialization reads); `false`: every row of the window (`pull_all_from_table_or_query`).
+    pub latest_only: bool,
 }
 
 /// One feature view of a historical request.

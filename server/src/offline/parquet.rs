@@ -472,12 +472,16 @@ impl OfflineStore for ParquetOfflineStore {
             .chain(std::iter::once(ident(EVENT_TS_COLUMN)))
             .chain(source.created_timestamp_column.iter().map(|_| ident(CREATED_TS_COLUMN)))
             .collect();
-        let sql = format!(
-            "SELECT {outputs} FROM (SELECT {select}, ROW_NUMBER() OVER ({partition} ORDER BY {order}) AS __rn FROM filtered) \
-             WHERE __rn = 1",
-            outputs = outputs.join(", "),
-            select = select.join(", "),
-        );
+        let sql = if req.latest_only {
+            format!(
+                "SELECT {outputs} FROM (SELECT {select}, ROW_NUMBER() OVER ({partition} ORDER BY {order}) AS __rn FROM filtered) \
+                 WHERE __rn = 1",
+                outputs = outputs.join(", "),
+                select = select.join(", "),
+            )
+        } else {
+            format!("SELECT {} FROM filtered", select.join(", "))
+        };
         let df = ctx.sql(&sql).await?;
         Ok(df.execute_stream().await?)
     }
@@ -811,6 +815,7 @@ mod tests {
     ) -> Vec<(i64, f64)> {
         let store = ParquetOfflineStore::new(dir);
         let req = PullRequest {
+            latest_only: true,
             source: src,
             join_keys: vec!["id".into()],
             features: vec![feature.into()],
