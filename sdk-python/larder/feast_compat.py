@@ -73,7 +73,18 @@ def _meta(o) -> dict:
 
 
 def _field(f) -> dict:
-    return {"name": f.name, "dtype": f.dtype.to_value_type().name}
+    d = {"name": f.name, "dtype": f.dtype.to_value_type().name}
+    if getattr(f, "description", ""):
+        d["description"] = f.description
+    if getattr(f, "tags", None):
+        d["tags"] = dict(f.tags)
+    if getattr(f, "vector_index", False):
+        d["vector_index"] = True
+        if getattr(f, "vector_length", 0):
+            d["vector_length"] = int(f.vector_length)
+        if getattr(f, "vector_search_metric", None):
+            d["vector_search_metric"] = str(f.vector_search_metric)
+    return d
 
 
 def _value_type(vt) -> Optional[str]:

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod exporter;
 pub mod flight;
+pub mod grpc;
 pub mod ingest;
 pub mod jobs;
 pub mod materialize;

@@ -388,6 +388,8 @@ async fn run(cli: Cli) -> Result<()> {
                     format!("cannot listen on {faddr} (Arrow Flight; --flight-port 0 turns it off)")
                 })?;
                 let svc = larder_server::flight::service(Arc::clone(&store));
+                // Feast's gRPC ServingService shares the Flight port (gRPC routes by path).
+                let serving = larder_server::grpc::ServingServer::new(Arc::clone(&store));
                 let rx = stop_rx.clone();
                 match &tls {
                     Some((_, flight_tls)) => {
@@ -399,6 +401,7 @@ async fn run(cli: Cli) -> Result<()> {
                         Some(tokio::spawn(async move {
                             tonic::transport::Server::builder()
                                 .add_service(svc)
+                                .add_service(serving)
                                 .serve_with_incoming_shutdown(incoming, stopped(rx))
                                 .await
                         }))
@@ -409,6 +412,7 @@ async fn run(cli: Cli) -> Result<()> {
                         Some(tokio::spawn(async move {
                             tonic::transport::Server::builder()
                                 .add_service(svc)
+                                .add_service(serving)
                                 .serve_with_incoming_shutdown(incoming, stopped(rx))
                                 .await
                         }))

@@ -577,3 +577,73 @@ def test_unsupported_and_bad_flight_calls_get_grpc_errors(template, feast_python
         assert requests.get(server.url + "/health").status_code == 200
     finally:
         server.stop()
+
+
+# Feast's gRPC ServingService, called with Feast's own generated stubs ----------------------------
+
+GRPC_CLIENT = """
+import json, sys
+import grpc
+from google.protobuf.json_format import MessageToDict
+from feast.protos.feast.serving import ServingService_pb2 as S, ServingService_pb2_grpc as G
+from feast.protos.feast.types import Value_pb2 as V
+
+target, features = sys.argv[1], sys.argv[2].split(",")
+stub = G.ServingServiceStub(grpc.insecure_channel(target))
+out = {"info": stub.GetFeastServingInfo(S.GetFeastServingInfoRequest()).version}
+ids = V.RepeatedValue(val=[V.Value(int64_val=d) for d in %s])
+ctx = {"val_to_add": V.RepeatedValue(val=[V.Value(int64_val=i) for i in range(1, 7)]),
+       "val_to_add_2": V.RepeatedValue(val=[V.Value(int64_val=10 * i) for i in range(1, 7)])}
+r = stub.GetOnlineFeatures(S.GetOnlineFeaturesRequest(features=S.FeatureList(val=features),
+                                                      entities={"driver_id": ids}, request_context=ctx))
+out["names"] = list(r.metadata.feature_names.val)
+out["results"] = [MessageToDict(fv, preserving_proto_field_name=True) for fv in r.results]
+try:
+    stub.GetOnlineFeatures(S.GetOnlineFeaturesRequest(features=S.FeatureList(val=["nope:x"]),
+                                                      entities={"driver_id": ids}))
+except grpc.RpcError as e:
+    out["error"] = [e.code().name, e.details()]
+print("RESULT " + json.dumps(out))
+""" % DRIVERS
+
+
+def test_grpc_get_online_features_equals_the_http_route(template, feast_python, tmp_path):
+    repo = copy_repo(template, tmp_path / "repo")
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    larder.run("apply")
+    larder.run("materialize", iso(START), iso(END))
+    server = Server(larder)
+    try:
+        target = server.flight_url.replace("grpc://", "")
+        p = run([feast_python, "-c", GRPC_CLIENT, target, ",".join(FEATURES)], cwd=repo)
+        got = json.loads(next(l for l in p.stdout.splitlines() if l.startswith("RESULT "))[7:])
+        http = server.online(ONLINE_REQUEST).json()
+    finally:
+        server.stop()
+    assert got["info"].startswith("larder ")
+    assert got["error"][0] == "NOT_FOUND" and "nope" in got["error"][1], got["error"]
+    assert got["names"] == http["metadata"]["feature_names"]
+    kinds = {"int64Val", "int64_val", "doubleVal", "double_val", "floatVal", "float_val", "stringVal", "string_val",
+             "jsonVal", "json_val"}
+    for name, fv, col in zip(got["names"], got["results"], http["results"]):
+        values = []
+        for v in fv.get("values", []):
+            if not v:
+                values.append(None)
+            elif "map_val" in v:
+                values.append({k: x["string_val"] for k, x in v["map_val"].get("val", {}).items()})
+            else:
+                (kind, x), = v.items()
+                assert kind in kinds, (name, v)
+                if kind in ("int64_val", "int64Val"):
+                    x = int(x)
+                elif kind in ("float_val", "floatVal"):
+                    # JSON prints a float32 in its shortest form; HTTP sends its f64 widening.
+                    import struct
+                    x = struct.unpack("<f", struct.pack("<f", x))[0]
+                values.append(x)
+        assert values == col["values"], (name, values, col["values"])
+        assert fv["statuses"] == col["statuses"], (name, fv["statuses"], col["statuses"])
+        ts = [t.replace(".000Z", "Z") if t != "1970-01-01T00:00:00Z" else t for t in fv["event_timestamps"]]
+        assert ts == col["event_timestamps"], (name, ts, col["event_timestamps"])

@@ -137,3 +137,33 @@ def test_feast_02x_api_declares_exactly_its_features(tmp_path):
         assert s.online({"features": ["legacy:acc_rate"], "entities": {"driver_id": [1]}}).status_code == 404
     finally:
         s.stop()
+
+
+def test_vector_fields_are_kept_in_the_registry(tmp_path):
+    """Feast's `Field(vector_index=True, vector_length=, vector_search_metric=)` is stored, not
+    dropped (vector search itself is issue 23's)."""
+    import pandas as pd
+
+    from conftest import Larder
+
+    (tmp_path / "data").mkdir()
+    pd.DataFrame({"doc_id": [1], "embedding": [[0.1, 0.2, 0.3, 0.4]],
+                  "event_timestamp": pd.to_datetime(["2024-01-01"], utc=True)}).to_parquet(tmp_path / "data/docs.parquet")
+    (tmp_path / "feature_store.yaml").write_text(
+        "project: vec\nregistry: data/registry.json\nprovider: local\nonline_store:\n  type: sqlite\n"
+        "  path: data/online.db\nentity_key_serialization_version: 3\n")
+    (tmp_path / "defs.py").write_text('''
+from larder import Entity, FeatureView, Field, FileSource
+from larder.types import Array, Float32
+doc = Entity(name="doc", join_keys=["doc_id"])
+docs = FeatureView(name="docs", entities=[doc], source=FileSource(name="docs_src", path="data/docs.parquet",
+    timestamp_field="event_timestamp"),
+    schema=[Field(name="embedding", dtype=Array(Float32), vector_index=True, vector_length=4,
+                  vector_search_metric="COSINE")])
+''')
+    larder = Larder(tmp_path)
+    larder.run("apply")
+    doc = json.loads(larder.run("registry", "dump").stdout)
+    field = doc["feature_views"][0]["features"][0]
+    assert field == {"name": "embedding", "dtype": "FLOAT_LIST", "vector_index": True, "vector_length": 4,
+                     "vector_search_metric": "COSINE"}, field

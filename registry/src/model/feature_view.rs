@@ -20,6 +20,16 @@ pub struct Field {
     /// Tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Feast's `vector_index`: the field is an embedding to search (kept in the registry;
+    /// vector search itself is not offered yet).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vector_index: bool,
+    /// Feast's `vector_length` (0: not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_length: Option<u32>,
+    /// Feast's `vector_search_metric` (`COSINE`, `L2`, `INNER_PRODUCT`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_search_metric: Option<String>,
 }
 
 impl Field {
@@ -30,6 +40,9 @@ impl Field {
             dtype,
             description: String::new(),
             tags: BTreeMap::new(),
+            vector_index: false,
+            vector_length: None,
+            vector_search_metric: None,
         }
     }
 }
