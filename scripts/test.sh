@@ -14,7 +14,7 @@ QUICK=0
 ensure_build_deps
 ensure_test_services
 ensure_venv
-ensure_feast_venv redis,grpcio
+ensure_feast_venv redis,grpcio,postgres
 if ! command -v cargo >/dev/null; then
   echo "cargo is not installed (https://rustup.rs)" >&2
   exit 1

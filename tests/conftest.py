@@ -127,9 +127,14 @@ class Larder:
 
 
 class Server:
-    """A `larder serve` process."""
+    """A `larder serve` process. Its output goes to a file (`log`, else a temporary one), never
+    to a pipe nobody drains (a chatty server would block on a full pipe); `output()` reads it."""
 
     def __init__(self, larder: Larder, *extra, log: Path | None = None):
+        if log is None:
+            fd, name = tempfile.mkstemp(prefix="larder-serve-", suffix=".log")
+            os.close(fd)
+            log = Path(name)
         self.log = log
         self.port = free_port()
         self.flight_port = free_port()
@@ -137,7 +142,7 @@ class Server:
         self.flight_url = f"grpc://127.0.0.1:{self.flight_port}"
         self.proc = subprocess.Popen(
             [larder_bin(), "-c", str(larder.repo), "serve", "--port", str(self.port), "--flight-port", str(self.flight_port), *extra],
-            stdout=open(log, "a") if log else subprocess.PIPE,
+            stdout=open(log, "a"),
             stderr=subprocess.STDOUT,
             text=True,
             env=larder.env,
@@ -145,7 +150,7 @@ class Server:
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                out = log.read_text() if log else self.proc.stdout.read()
+                out = log.read_text()
                 raise AssertionError(f"larder serve exited: {out}")
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code in (200, 503):
@@ -153,6 +158,10 @@ class Server:
             except requests.ConnectionError:
                 time.sleep(0.05)
         raise AssertionError("larder serve did not start")
+
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        return self.log.read_text(errors="replace")
 
     def post(self, path, body=None, data=None, **kw):
         if data is None:

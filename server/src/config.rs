@@ -25,6 +25,82 @@ pub enum OnlineStoreConfig {
     Redis(RedisConfig),
     /// A SQLite database file (Feast's local default).
     Sqlite(SqliteConfig),
+    /// A PostgreSQL database (Feast's `postgres` online store).
+    Postgres(PostgresOnlineConfig),
+}
+
+/// `online_store: {type: postgres, ...}`: Feast's keys, plus Larder's timeouts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresOnlineConfig {
+    /// Server host (default `localhost`).
+    #[serde(default = "default_pg_host")]
+    pub host: String,
+    /// Server port (default 5432).
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// Database.
+    pub database: String,
+    /// Schema of the table (default `public`).
+    #[serde(default)]
+    pub db_schema: Option<String>,
+    /// User.
+    pub user: String,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `disable`, `allow` or `prefer` (TLS modes are refused at load).
+    #[serde(default)]
+    pub sslmode: Option<String>,
+    /// Feast's pool and TLS keys: accepted, not used (Larder multiplexes one connection).
+    #[serde(default)]
+    pub min_conn: Option<u32>,
+    /// See `min_conn`.
+    #[serde(default)]
+    pub max_conn: Option<u32>,
+    /// See `min_conn`.
+    #[serde(default)]
+    pub keepalives_idle: Option<u32>,
+    /// See `min_conn`.
+    #[serde(default)]
+    pub conn_type: Option<String>,
+    /// See `min_conn`.
+    #[serde(default)]
+    pub sslkey_path: Option<String>,
+    /// See `min_conn`.
+    #[serde(default)]
+    pub sslcert_path: Option<String>,
+    /// See `min_conn`.
+    #[serde(default)]
+    pub sslrootcert_path: Option<String>,
+    /// Feast's pgvector switch: accepted, not used.
+    #[serde(default)]
+    pub vector_enabled: Option<bool>,
+    /// See `vector_enabled`.
+    #[serde(default)]
+    pub vector_len: Option<u32>,
+    /// Larder: connect timeout in milliseconds (default 2000).
+    #[serde(default = "default_pg_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Larder: timeout of one operation in milliseconds (default 5000); past it, 503.
+    #[serde(default = "default_pg_op_timeout_ms")]
+    pub operation_timeout_ms: u64,
+}
+
+fn default_pg_host() -> String {
+    "localhost".into()
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+fn default_pg_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_pg_op_timeout_ms() -> u64 {
+    5000
 }
 
 /// `online_store: {type: sqlite, path: ...}` (Feast's keys).
@@ -498,6 +574,9 @@ impl RepoConfig {
         };
         if let Some(OnlineStoreConfig::Redis(r)) = &raw.online_store {
             crate::online::redis::check_config(r).map_err(err)?;
+        }
+        if let Some(OnlineStoreConfig::Postgres(p)) = &raw.online_store {
+            crate::online::postgres::PostgresOnlineStore::open(p).map_err(err)?;
         }
         Ok(RepoConfig {
             repo_dir: repo_dir.to_path_buf(),

@@ -150,7 +150,16 @@ enum RegistryCommand {
 
 fn main() {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| "info".into());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "error: --log-level `{}` is not a log filter ({e}); e.g. info, debug, info,larder_server=debug",
+                cli.log_level
+            );
+            std::process::exit(2);
+        }
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

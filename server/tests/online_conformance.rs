@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use larder_server::config::{RedisConfig, RedisType, RocksDbConfig};
+use larder_server::online::postgres::PostgresOnlineStore;
 use larder_server::online::redis::RedisOnlineStore;
 use larder_server::online::rocksdb::RocksDbOnlineStore;
 use larder_server::online::sqlite::SqliteOnlineStore;
 use larder_server::online::{OnlineRow, OnlineStore};
 use larder_server::value::Value;
-use support::{RedisCluster, RedisProcess};
+use support::{PostgresProcess, RedisCluster, RedisProcess};
 
 fn key(i: u64) -> Vec<u8> {
     // Feast v3 layout for {driver_id: int64 i}.
@@ -309,6 +310,36 @@ async fn sqlite_is_shared_by_two_processes_worth_of_connections() {
         Some(1.5),
         "older write ignored"
     );
+}
+
+fn postgres_config(port: u16, op_timeout_ms: u64) -> larder_server::config::PostgresOnlineConfig {
+    let yaml = format!(
+        "host: 127.0.0.1\nport: {port}\ndatabase: online\nuser: larder\ndb_schema: feast_online\n\
+         operation_timeout_ms: {op_timeout_ms}\nconnect_timeout_ms: 500\n"
+    );
+    serde_yaml_ng::from_str(&yaml).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_conforms() {
+    let pg = tokio::task::spawn_blocking(PostgresProcess::start).await.unwrap();
+    let store = PostgresOnlineStore::open(&postgres_config(pg.port, 5000)).unwrap();
+    conformance(Arc::new(store)).await;
+    drop(pg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_gives_unavailable_quickly() {
+    let pg = tokio::task::spawn_blocking(PostgresProcess::start).await.unwrap();
+    let port = pg.port;
+    let store = PostgresOnlineStore::open(&postgres_config(port, 2000)).unwrap();
+    store.write_batch("p", "v", vec![row(1, 10, None, 2.5)]).await.unwrap();
+    drop(pg);
+    let t0 = std::time::Instant::now();
+    let err = store.read("p", "v", &[key(1)]).await.unwrap_err();
+    assert!(matches!(err, larder_server::Error::Unavailable(_)), "{err:?}");
+    assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
+    assert!(store.health().await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

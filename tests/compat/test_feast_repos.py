@@ -647,3 +647,52 @@ def test_grpc_get_online_features_equals_the_http_route(template, feast_python, 
         assert fv["statuses"] == col["statuses"], (name, fv["statuses"], col["statuses"])
         ts = [t.replace(".000Z", "Z") if t != "1970-01-01T00:00:00Z" else t for t in fv["event_timestamps"]]
         assert ts == col["event_timestamps"], (name, ts, col["event_timestamps"])
+
+
+def test_a_postgres_online_store_repo_matches_feast(template, feast_python, tmp_path):
+    """The template with Feast's PostgreSQL online store (one database the test starts; Feast's
+    tables and Larder's `larder_online` side by side): the same yaml and definitions for both,
+    the same answers."""
+    from conftest import PostgresServer
+
+    pg = PostgresServer()
+    try:
+        block = (f"online_store:\n    type: postgres\n    host: 127.0.0.1\n    port: {pg.port}\n"
+                 "    database: registry\n    db_schema: public\n    user: larder\n    password: unused\n"
+                 "    sslmode: disable\n")
+
+        def repo(name):
+            r = copy_repo(template, tmp_path / name)
+            cfg = r / "feature_store.yaml"
+            text = cfg.read_text()
+            old = "online_store:\n    type: sqlite\n    path: data/online_store.db\n"
+            assert old in text
+            cfg.write_text(text.replace(old, block))
+            return r
+
+        feast_repo, larder_repo = repo("feast"), repo("larder")
+        cli = feast_cli(feast_python)
+        run([cli, "apply"], cwd=feast_repo)
+        run([cli, "materialize", iso(START), iso(END)], cwd=feast_repo)
+        port = free_port()
+        proc = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=feast_repo, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_http(url, proc)
+            want = post(url, ONLINE_REQUEST)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        larder = Larder(larder_repo)
+        larder.env["LARDER_PYTHON"] = feast_python
+        larder.run("apply")
+        larder.run("materialize", iso(START), iso(END))
+        server = Server(larder)
+        try:
+            assert_online_equal(server.online(ONLINE_REQUEST).json(), want)
+            assert requests.get(server.url + "/health", timeout=5).status_code == 200
+        finally:
+            server.stop()
+    finally:
+        pg.stop()

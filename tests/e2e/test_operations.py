@@ -156,7 +156,7 @@ def test_request_ids_and_json_logs(repo):
         assert r3.headers["x-request-id"] != generated, "ids are unique"
     finally:
         server.stop()
-    lines = [l for l in server.proc.stdout.read().splitlines() if l.startswith("{")]
+    lines = [l for l in server.output().splitlines() if l.startswith("{")]
     records = [_json.loads(l) for l in lines]
     ids = {rec.get("span", {}).get("request_id") for rec in records}
     assert generated in ids and "client-chosen-42" in ids, lines[-5:]

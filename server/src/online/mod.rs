@@ -1,5 +1,6 @@
 //! The online store seam: latest feature values per entity key, for low-latency reads.
 
+pub mod postgres;
 pub mod redis;
 pub mod rocksdb;
 pub mod sqlite;
@@ -15,7 +16,7 @@ use crate::config::{OnlineStoreConfig, RepoConfig};
 use crate::error::{Error, Result};
 
 /// Latest feature values per (project, view, entity key). Impls: RocksDB (default), SQLite,
-/// Redis and Redis Cluster.
+/// PostgreSQL, Redis and Redis Cluster.
 ///
 /// Contract:
 /// - `write_batch` upserts rows; a row whose `(event_ts, created_ts)` is older than the stored
@@ -60,6 +61,12 @@ pub fn open(config: &RepoConfig) -> Result<Arc<dyn OnlineStore>> {
             let path = config.resolve_path(&c.path);
             Ok(Arc::new(rocksdb::RocksDbOnlineStore::open(&path, c)?))
         }
+        OnlineStoreConfig::Postgres(c) => Ok(Arc::new(postgres::PostgresOnlineStore::open(c).map_err(|message| {
+            Error::Config {
+                file: config.repo_dir.join(crate::config::CONFIG_FILE),
+                message,
+            }
+        })?)),
         OnlineStoreConfig::Sqlite(c) => Ok(Arc::new(sqlite::SqliteOnlineStore::open(
             &config.resolve_path(&c.path),
         )?)),

@@ -1,4 +1,5 @@
-//! Real `redis-server` processes for tests, on free loopback ports, stopped on drop.
+//! Real `redis-server` and PostgreSQL processes for tests, on free loopback ports, stopped on
+//! drop.
 
 #![allow(dead_code)]
 
@@ -287,5 +288,117 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+/// A real PostgreSQL server made with `initdb` in a temporary directory, on a free loopback
+/// port (as root it runs as the `postgres` user, which PostgreSQL requires); stopped on drop.
+pub struct PostgresProcess {
+    /// Its port.
+    pub port: u16,
+    bindir: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    as_postgres: bool,
+}
+
+impl PostgresProcess {
+    /// Starts a server with a `larder` superuser (trust auth) and a `online` database.
+    pub fn start() -> PostgresProcess {
+        let mut bins: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's server is not installed: scripts/test.sh installs Debian's postgresql")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .collect();
+        bins.sort();
+        let bindir = bins.pop().expect("no initdb under /usr/lib/postgresql");
+        let root = is_root();
+        let dir = std::env::temp_dir().join(format!("larder-pg-{}-{}", std::process::id(), free_port_pair()));
+        std::fs::create_dir_all(dir.join("sock")).unwrap();
+        if root {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status();
+        }
+        let pg = PostgresProcess {
+            port: free_port_pair(),
+            bindir,
+            dir,
+            as_postgres: root,
+        };
+        pg.run(
+            "initdb",
+            &["-D", &pg.data(), "-A", "trust", "-U", "larder", "--no-sync"],
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            pg.port,
+            pg.dir.join("sock").display()
+        );
+        let log = pg.dir.join("pg.log").display().to_string();
+        pg.run(
+            "pg_ctl",
+            &["-D", &pg.data(), "-l", &log, "-w", "-t", "60", "start", "-o", &opts],
+        );
+        pg.run(
+            "createdb",
+            &["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "larder", "online"],
+        );
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bindir.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let out = cmd.args(args).output().expect("run a PostgreSQL tool");
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Whether the process runs as root (uid 0), read from `/proc/self/status`.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+impl Drop for PostgresProcess {
+    fn drop(&mut self) {
+        let exe = self.bindir.join("pg_ctl");
+        let data = self.data();
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let _ = cmd
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
