@@ -8,6 +8,7 @@
 pub mod error;
 pub mod model;
 pub mod plan;
+#[cfg(feature = "postgres")]
 pub mod postgres_store;
 pub mod resolve;
 pub mod store;
@@ -16,6 +17,7 @@ pub mod validate;
 pub use error::{Error, Result};
 pub use model::*;
 pub use plan::{diff, Change, ChangeKind, Plan};
+#[cfg(feature = "postgres")]
 pub use postgres_store::PostgresRegistryStore;
 pub use resolve::{resolve, SchemaLookup, SourceColumn};
 pub use store::{Applied, FileRegistryStore, MaterializationInterval, RegistryState, RegistryStore, VersionInfo};

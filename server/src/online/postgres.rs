@@ -46,10 +46,12 @@ impl PostgresOnlineStore {
     pub fn open(config: &PostgresOnlineConfig) -> std::result::Result<Self, String> {
         match config.sslmode.as_deref() {
             None | Some("disable") | Some("allow") | Some("prefer") => {}
-            Some(other) => return Err(format!(
+            Some(other) => {
+                return Err(format!(
                 "online_store.sslmode: `{other}` needs TLS, which Larder's PostgreSQL online store does not offer yet \
                      (disable, allow or prefer connect without it)"
-            )),
+            ))
+            }
         }
         let mut pg = tokio_postgres::Config::new();
         pg.host(&config.host)
