@@ -11,6 +11,8 @@ pub mod plan;
 #[cfg(feature = "postgres")]
 pub mod postgres_store;
 pub mod resolve;
+#[cfg(feature = "sqlite")]
+pub mod sqlite_store;
 pub mod store;
 pub mod validate;
 
@@ -20,5 +22,7 @@ pub use plan::{diff, Change, ChangeKind, Plan};
 #[cfg(feature = "postgres")]
 pub use postgres_store::PostgresRegistryStore;
 pub use resolve::{resolve, SchemaLookup, SourceColumn};
+#[cfg(feature = "sqlite")]
+pub use sqlite_store::SqliteRegistryStore;
 pub use store::{Applied, FileRegistryStore, MaterializationInterval, RegistryState, RegistryStore, VersionInfo};
 pub use validate::{validate, ValidationError};

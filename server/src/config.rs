@@ -238,11 +238,12 @@ pub struct FileOfflineConfig {
 /// The registry's location and caching.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistryConfig {
-    /// `file` or `sql` (PostgreSQL).
+    /// `file` or `sql` (PostgreSQL or SQLite).
     pub registry_type: String,
     /// Absolute path of the registry file (`file`).
     pub path: PathBuf,
-    /// The database URL (`sql`): `postgresql://user:password@host:port/db`.
+    /// The database URL (`sql`): `postgresql://user:password@host:port/db` or `sqlite:///FILE`
+    /// (then `path` is that file).
     pub url: Option<String>,
     /// How often a server re-checks the registry, in seconds (0: every second).
     pub cache_ttl_seconds: u64,
@@ -536,36 +537,41 @@ impl RepoConfig {
                 }
             }
             RegistrySetting::Map(m) => {
-                let url = match m.registry_type.as_str() {
-                    "file" => {
-                        remote_path(&m.path)?;
-                        None
-                    }
-                    "sql" => {
-                        let scheme = m.path.split_once("://").map(|(s, _)| s).unwrap_or("");
-                        if !(scheme == "postgresql" || scheme == "postgres" || scheme.starts_with("postgresql+")) {
-                            return Err(err(format!(
-                                "registry.path: a `sql` registry needs a postgresql:// URL (got `{}://...`)",
-                                scheme
-                            )));
+                let url =
+                    match m.registry_type.as_str() {
+                        "file" => {
+                            remote_path(&m.path)?;
+                            None
                         }
-                        Some(m.path.clone())
-                    }
-                    other => {
-                        return Err(err(format!(
-                            "registry.registry_type: `{other}` is not supported (`file` or `sql` on PostgreSQL)"
-                        )))
-                    }
-                };
+                        "sql" => {
+                            let scheme = m.path.split_once("://").map(|(s, _)| s).unwrap_or("");
+                            let postgres =
+                                scheme == "postgresql" || scheme == "postgres" || scheme.starts_with("postgresql+");
+                            if !(postgres || m.path.starts_with("sqlite:///")) {
+                                return Err(err(format!(
+                                "registry.path: a `sql` registry needs a postgresql:// or sqlite:/// URL (got `{}`)",
+                                m.path.split("://").next().map(|s| format!("{s}://...")).unwrap_or_default()
+                            )));
+                            }
+                            Some(m.path.clone())
+                        }
+                        other => {
+                            return Err(err(format!(
+                                "registry.registry_type: `{other}` is not supported (`file` or `sql` on PostgreSQL)"
+                            )))
+                        }
+                    };
                 if let Some(mode) = m.cache_mode.as_deref().filter(|m| !matches!(*m, "sync" | "thread")) {
                     return Err(err(format!("registry.cache_mode: `{mode}` is not one of sync, thread")));
                 }
                 RegistryConfig {
                     registry_type: m.registry_type,
-                    path: if url.is_some() {
-                        PathBuf::new()
-                    } else {
-                        repo_dir.join(&m.path)
+                    path: match url.as_deref() {
+                        Some(u) if u.starts_with("sqlite:///") => {
+                            larder_registry::sqlite_store::sqlite_path(u, repo_dir).unwrap_or_default()
+                        }
+                        Some(_) => PathBuf::new(),
+                        None => repo_dir.join(&m.path),
                     },
                     url,
                     cache_ttl_seconds: m.cache_ttl_seconds.unwrap_or(0),
@@ -713,9 +719,11 @@ mod tests {
             .contains("entity_key_serialization_version"));
         assert!(message("provider: local\n").contains("project"));
         assert!(message("project: p\nregistry:\n  registry_type: snowflake\n  path: x\n").contains("registry_type"));
-        assert!(
-            message("project: p\nregistry:\n  registry_type: sql\n  path: sqlite:///r.db\n").contains("postgresql")
-        );
+        assert!(message("project: p\nregistry:\n  registry_type: sql\n  path: mysql://h/r\n").contains("sqlite:///"));
+        // Feast's SQL registry on SQLite is a file of the repo.
+        let c = parse("project: p\nregistry:\n  registry_type: sql\n  path: sqlite:///data/r.db\n").unwrap();
+        assert_eq!(c.registry.path, PathBuf::from("/repo/data/r.db"));
+        assert!(message("project: p\nregistry: s3://bucket/registry.db\n").contains("s3://"));
     }
 
     #[test]

@@ -79,6 +79,10 @@ impl FeatureStore {
     /// Builds a store from a loaded configuration.
     pub fn from_config(config: RepoConfig) -> Result<Self> {
         let registry: Arc<dyn RegistryStore> = match &config.registry.url {
+            Some(url) if url.starts_with("sqlite:") => Arc::new(larder_registry::SqliteRegistryStore::new(
+                &config.registry.path,
+                &config.project,
+            )),
             Some(url) => Arc::new(PostgresRegistryStore::new(url, &config.project)?),
             None => Arc::new(FileRegistryStore::new(&config.registry.path)),
         };

@@ -696,3 +696,40 @@ def test_a_postgres_online_store_repo_matches_feast(template, feast_python, tmp_
             server.stop()
     finally:
         pg.stop()
+
+
+def test_the_template_on_a_sqlite_sql_registry(template, feast_answers, feast_python, tmp_path):
+    """`registry: {registry_type: sql, path: sqlite:///data/registry.db}` (Feast's SQL registry on
+    SQLite): Larder keeps its registry tables there; a CLI apply while the server runs is seen
+    by the server; the answers are Feast's."""
+    repo = copy_repo(template, tmp_path / "repo")
+    cfg = repo / "feature_store.yaml"
+    text = cfg.read_text()
+    assert "registry: data/registry.db\n" in text
+    cfg.write_text(text.replace("registry: data/registry.db\n",
+                                "registry:\n    registry_type: sql\n    path: sqlite:///data/registry.db\n"))
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    larder.run("apply")
+    import sqlite3
+    tables = {r[0] for r in sqlite3.connect(repo / "data" / "registry.db").execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"larder_registry_state", "larder_registry_history"} <= tables, tables
+    larder.run("materialize", iso(START), iso(END))
+    server = Server(larder)
+    try:
+        assert_online_equal(server.online(ONLINE_REQUEST).json(), feast_answers["online"])
+        defs = repo / "feature_definitions.py"
+        defs.write_text(defs.read_text() + "\nfrom feast import ValueType\nextra_entity = Entity(name='extra_entity', join_keys=['extra_id'], value_type=ValueType.INT64)\n")
+        larder.run("apply")
+        deadline = time.time() + 10
+        while True:
+            names = [e["name"] for e in requests.get(server.url + "/registry", timeout=5).json()["doc"]["entities"]]
+            if "extra_entity" in names:
+                break
+            assert time.time() < deadline, names
+            time.sleep(0.2)
+        history = larder.run("registry", "history").stdout
+        assert "version 2" in history and "Created entity extra_entity" in history, history
+    finally:
+        server.stop()

@@ -402,3 +402,31 @@ def test_dead_letters_can_go_to_a_kafka_topic(env):
     headers = dict(got[0].headers())
     assert b"amount" in headers["larder-reason"] and headers["larder-view"] in (b"tx_aggs", b"tx_last")
     assert b"NaN-ish" in got[0].value()
+
+
+def test_an_unreadable_registry_does_not_stop_the_stream_workers(env):
+    """The supervisor used to read a failed registry load as "no stream views" and stop every
+    worker; now it keeps them until it can read the registry again."""
+    registry = env.repo / "data" / "registry.json"
+    good = registry.read_bytes()
+
+    def gauge():
+        text = requests.get(env.server.url + "/metrics", timeout=10).text
+        return next(float(l.split()[1]) for l in text.splitlines() if l.startswith("larder_stream_workers "))
+
+    workers = gauge()
+    assert workers > 0
+    try:
+        registry.write_text("{not a registry")
+        time.sleep(3.0)  # several supervisor polls (every registry refresh, 1 s here)
+        assert gauge() == workers, env.server_log()
+        assert "keeping the running workers" in env.server_log()
+    finally:
+        registry.write_bytes(good)
+    t = time.time_ns()
+    env.produce([(4, t, 77.25)])
+    deadline = time.time() + 20
+    while env.online(["tx_last:amount"], [4])["amount"] != [77.25]:
+        assert time.time() < deadline, env.server_log()
+        time.sleep(0.05)
+    assert gauge() == workers
