@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::model::RegistryDoc;
 use crate::plan::Plan;
 use crate::store::{
-    merge_interval, plan_next, Applied, HistoryEntry, MaterializationInterval, Next, RegistryState, RegistryStore,
+    merge_interval, plan_next, Applied, HistoryEntry, MaterializationInterval, RegistryState, RegistryStore,
     VersionInfo,
 };
 
@@ -207,15 +207,9 @@ impl RegistryStore for PostgresRegistryStore {
             let mut tx = c.transaction().map_err(|e| self.db_error(e))?;
             self.lock(&mut tx)?;
             let (plan, next) = plan_next(self.load_in(&mut tx)?, doc, applied_by, allow)?;
-            let (state, entry) = match next {
-                Next::Version(state, entry) => (*state, *entry),
-                Next::Unchanged(current) => {
-                    return Ok(Applied {
-                        plan,
-                        state: current,
-                        recorded: false,
-                    })
-                }
+            let (state, entry) = match next.into_record(&plan) {
+                Ok(record) => record,
+                Err(unchanged) => return Ok(*unchanged),
             };
             let version = state.version;
             let entry_text = serde_json::to_string(&entry).map_err(|e| self.db_error(e))?;

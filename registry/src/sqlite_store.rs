@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::RegistryDoc;
 use crate::plan::Plan;
 use crate::store::{
-    merge_interval, plan_next, Applied, HistoryEntry, MaterializationInterval, Next, RegistryState, RegistryStore,
+    merge_interval, plan_next, Applied, HistoryEntry, MaterializationInterval, RegistryState, RegistryStore,
     VersionInfo,
 };
 
@@ -135,15 +135,9 @@ impl RegistryStore for SqliteRegistryStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| self.db_error(e))?;
             let (plan, next) = plan_next(self.load_in(&tx)?, doc, applied_by, allow)?;
-            let (state, entry) = match next {
-                Next::Version(state, entry) => (*state, *entry),
-                Next::Unchanged(current) => {
-                    return Ok(Applied {
-                        plan,
-                        state: current,
-                        recorded: false,
-                    })
-                }
+            let (state, entry) = match next.into_record(&plan) {
+                Ok(record) => record,
+                Err(unchanged) => return Ok(*unchanged),
             };
             let entry_text = serde_json::to_string(&entry).map_err(|e| self.db_error(e))?;
             tx.execute(

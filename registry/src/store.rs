@@ -213,6 +213,21 @@ pub(crate) enum Next {
     Unchanged(Option<RegistryState>),
 }
 
+impl Next {
+    /// The version to record, or (as `Err`) the finished [`Applied`] of an apply that changed
+    /// nothing, for every store to return as it is.
+    pub(crate) fn into_record(self, plan: &Plan) -> std::result::Result<(RegistryState, HistoryEntry), Box<Applied>> {
+        match self {
+            Next::Version(state, entry) => Ok((*state, *entry)),
+            Next::Unchanged(current) => Err(Box::new(Applied {
+                plan: plan.clone(),
+                state: current,
+                recorded: false,
+            })),
+        }
+    }
+}
+
 /// The state and history entry of the version that applying `doc` (already normalized) on top
 /// of `old` makes: the next version number, the materialization records of views that remain.
 /// Every store's `apply` uses it, so they agree on what a version is.
@@ -297,15 +312,9 @@ impl RegistryStore for FileRegistryStore {
         let _lock = self.lock()?;
         doc.normalize();
         let (plan, next) = plan_next(self.load()?, doc, applied_by, allow)?;
-        let (state, entry) = match next {
-            Next::Version(state, entry) => (*state, *entry),
-            Next::Unchanged(current) => {
-                return Ok(Applied {
-                    plan,
-                    state: current,
-                    recorded: false,
-                })
-            }
+        let (state, entry) = match next.into_record(&plan) {
+            Ok(record) => record,
+            Err(unchanged) => return Ok(*unchanged),
         };
         let version = state.version;
         let hist = self.history_dir().join(format!("v{version:08}.json"));

@@ -114,17 +114,34 @@ def post(url, body):
     return r.json()
 
 
-def wait_http(url, proc, timeout=120):
+def wait_http(url, proc, log: Path, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(f"server exited: {log.read_text()}")
         try:
             requests.get(url + "/health", timeout=1)
             return
         except requests.RequestException:
             time.sleep(0.2)
     raise AssertionError(f"{url} did not start")
+
+
+def feast_serve(cli, repo: Path, *bodies) -> list:
+    """Starts Feast's own `feast serve` for `repo`, posts each body to /get-online-features and
+    returns the answers. Its output goes to a file (a pipe nobody drains could block it)."""
+    port = free_port()
+    log = open(repo / "feast_serve.log", "w")
+    proc = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=repo, stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url, proc, repo / "feast_serve.log")
+        return [post(url, b) for b in bodies]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -138,17 +155,7 @@ def feast_answers(template, feast_python, tmp_path_factory):
     edf = entity_df(tmp / "entity_df.parquet")
     out = tmp / "training.parquet"
     run([feast_python, "-c", HISTORICAL, repo, edf, out, ",".join(FEATURES)], cwd=repo)
-    port = free_port()
-    proc = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=repo, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(url, proc)
-        online = post(url, ONLINE_REQUEST)
-        service = post(url, SERVICE_REQUEST)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    online, service = feast_serve(cli, repo, ONLINE_REQUEST, SERVICE_REQUEST)
     return {"online": online, "service": service, "training": pd.read_parquet(out), "entity_df": edf}
 
 
@@ -389,17 +396,8 @@ def test_a_redis_repo_with_feastignore_and_inferred_timestamp_matches_feast(feas
         feats = RIDER_REQUEST["features"]
         out = tmp_path / "feast_training.parquet"
         run([feast_python, "-c", HISTORICAL, feast_repo, edf, out, ",".join(feats)], cwd=feast_repo)
-        port = free_port()
-        proc = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=feast_repo, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_http(url, proc)
-            want = post(url, RIDER_REQUEST)
-            want_service = post(url, {"feature_service": "rider_service", "entities": {"rider_id": RIDERS}})
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        want, want_service = feast_serve(cli, feast_repo, RIDER_REQUEST,
+                                         {"feature_service": "rider_service", "entities": {"rider_id": RIDERS}})
 
         larder = Larder(larder_repo)
         larder.env["LARDER_PYTHON"] = feast_python
@@ -674,16 +672,7 @@ def test_a_postgres_online_store_repo_matches_feast(template, feast_python, tmp_
         cli = feast_cli(feast_python)
         run([cli, "apply"], cwd=feast_repo)
         run([cli, "materialize", iso(START), iso(END)], cwd=feast_repo)
-        port = free_port()
-        proc = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=feast_repo, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_http(url, proc)
-            want = post(url, ONLINE_REQUEST)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        (want,) = feast_serve(cli, feast_repo, ONLINE_REQUEST)
         larder = Larder(larder_repo)
         larder.env["LARDER_PYTHON"] = feast_python
         larder.run("apply")
