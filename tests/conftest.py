@@ -18,6 +18,24 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Test groups (pytest markers, declared in pytest.ini): by directory, then by file.
+_GROUP_OF_DIR = {"compat": "feast", "ui": "browser"}
+_GROUP_OF_FILE = {
+    "test_stream.py": "kafka",
+    "test_redis.py": "services",
+    "test_sql_registry.py": "services",
+    "test_s3.py": "services",
+}
+
+
+def pytest_collection_modifyitems(items):
+    """Marks every test with its group (fast, services, kafka, browser, feast)."""
+    for item in items:
+        path = Path(str(item.fspath))
+        group = _GROUP_OF_FILE.get(path.name) or _GROUP_OF_DIR.get(path.parent.name) or "fast"
+        item.add_marker(getattr(pytest.mark, group))
+
+
 def larder_bin() -> str:
     b = os.environ.get("LARDER_BIN") or str(Path.home() / ".cache/larder/target/debug/larder")
     if not Path(b).exists():

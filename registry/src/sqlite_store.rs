@@ -6,7 +6,7 @@
 //! reading, so applies from several processes serialize and each plans against the version it
 //! replaces. WAL mode: readers never wait for a writer.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -48,14 +48,6 @@ impl std::fmt::Debug for SqliteRegistryStore {
             .field("project", &self.project)
             .finish()
     }
-}
-
-/// The file of a `sqlite:///relative/or/absolute` URL (SQLAlchemy's form, as Feast writes it:
-/// three slashes and a relative path, four for an absolute one), resolved against `base`.
-pub fn sqlite_path(url: &str, base: &Path) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite:///")?;
-    let p = Path::new(rest);
-    Some(if p.is_absolute() { p.to_path_buf() } else { base.join(p) })
 }
 
 impl SqliteRegistryStore {
@@ -261,20 +253,6 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn urls_resolve_like_sqlalchemy() {
-        let base = Path::new("/repo");
-        assert_eq!(
-            sqlite_path("sqlite:///data/r.db", base).unwrap(),
-            Path::new("/repo/data/r.db")
-        );
-        assert_eq!(
-            sqlite_path("sqlite:////abs/r.db", base).unwrap(),
-            Path::new("/abs/r.db")
-        );
-        assert!(sqlite_path("postgresql://h/db", base).is_none());
     }
 
     #[test]

@@ -420,6 +420,14 @@ impl RegistryStore for FileRegistryStore {
     }
 }
 
+/// The file of a `sqlite:///relative/or/absolute` URL (SQLAlchemy's form, as Feast writes it:
+/// three slashes and a relative path, four for an absolute one), resolved against `base`.
+pub fn sqlite_path(url: &str, base: &Path) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:///")?;
+    let p = Path::new(rest);
+    Some(if p.is_absolute() { p.to_path_buf() } else { base.join(p) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,5 +521,19 @@ mod tests {
             state.materializations["v"].iter().map(|i| (i.start, i.end)).collect();
         assert_eq!(iv, vec![(t(0), t(8)), (t(10), t(12))]);
         assert_eq!(state.most_recent_end("v"), Some(t(12)));
+    }
+
+    #[test]
+    fn urls_resolve_like_sqlalchemy() {
+        let base = Path::new("/repo");
+        assert_eq!(
+            sqlite_path("sqlite:///data/r.db", base).unwrap(),
+            PathBuf::from("/repo/data/r.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:////abs/r.db", base).unwrap(),
+            PathBuf::from("/abs/r.db")
+        );
+        assert!(sqlite_path("postgresql://h/db", base).is_none());
     }
 }

@@ -115,6 +115,7 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 impl Authenticator {
     /// Builds the authenticator of a configuration (`None`: authentication is off).
+    #[allow(clippy::disallowed_methods, reason = "read once, at start-up")]
     pub fn from_config(config: &AuthConfig, repo_dir: &Path) -> Result<Option<Self>, String> {
         let (inline, file) = match config {
             AuthConfig::NoAuth => return Ok(None),

@@ -29,6 +29,18 @@ pub enum OnlineStoreConfig {
     Postgres(PostgresOnlineConfig),
 }
 
+impl OnlineStoreConfig {
+    /// The cargo feature that builds this backend.
+    pub fn feature(&self) -> &'static str {
+        match self {
+            OnlineStoreConfig::Rocksdb(_) => "rocksdb",
+            OnlineStoreConfig::Redis(_) => "redis",
+            OnlineStoreConfig::Sqlite(_) => "sqlite",
+            OnlineStoreConfig::Postgres(_) => "postgres",
+        }
+    }
+}
+
 /// `online_store: {type: postgres, ...}`: Feast's keys, plus Larder's timeouts.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -432,6 +444,7 @@ pub fn expand_env(text: &str) -> std::result::Result<String, String> {
 
 impl RepoConfig {
     /// Loads `feature_store.yaml` from `repo_dir`.
+    #[allow(clippy::disallowed_methods, reason = "read once, at start-up")]
     pub fn load(repo_dir: &Path) -> Result<RepoConfig> {
         let repo_dir = std::path::absolute(repo_dir).unwrap_or_else(|_| repo_dir.to_path_buf());
         let file = repo_dir.join(CONFIG_FILE);
@@ -568,7 +581,7 @@ impl RepoConfig {
                     registry_type: m.registry_type,
                     path: match url.as_deref() {
                         Some(u) if u.starts_with("sqlite:///") => {
-                            larder_registry::sqlite_store::sqlite_path(u, repo_dir).unwrap_or_default()
+                            larder_registry::store::sqlite_path(u, repo_dir).unwrap_or_default()
                         }
                         Some(_) => PathBuf::new(),
                         None => repo_dir.join(&m.path),
@@ -578,9 +591,11 @@ impl RepoConfig {
                 }
             }
         };
+        #[cfg(feature = "redis")]
         if let Some(OnlineStoreConfig::Redis(r)) = &raw.online_store {
             crate::online::redis::check_config(r).map_err(err)?;
         }
+        #[cfg(feature = "postgres")]
         if let Some(OnlineStoreConfig::Postgres(p)) = &raw.online_store {
             crate::online::postgres::PostgresOnlineStore::open(p).map_err(err)?;
         }

@@ -67,6 +67,14 @@ impl Error {
         }
     }
 
+    /// A 501 for a backend this binary was built without (its cargo feature was off).
+    pub fn not_built(feature: &str, what: &str) -> Self {
+        Error::NotImplemented(format!(
+            "{what} needs the `{feature}` feature, which this larder was built without \
+             (build with `cargo build --features {feature}`)"
+        ))
+    }
+
     /// A 422 naming `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::InvalidRequest {

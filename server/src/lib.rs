@@ -5,6 +5,9 @@
 //! seam: [`online::OnlineStore`] (RocksDB) and [`offline::OfflineStore`] (Parquet on
 //! DataFusion).
 
+// Tests write fixtures with std::fs freely; the library itself may not block (clippy.toml).
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -187,6 +187,10 @@ fn user() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the CLI reads the definitions before any serving"
+)]
 fn load_definitions(store: &FeatureStore, file: Option<PathBuf>) -> Result<RegistryDoc> {
     for note in &store.config().notes {
         eprintln!("note: {note}");
@@ -334,7 +338,7 @@ async fn run(cli: Cli) -> Result<()> {
                 max_features,
             };
             let store = Arc::new(store.with_limits(limits));
-            if let Err(e) = store.refresh() {
+            if let Err(e) = store.refresh().await {
                 tracing::warn!(error = %e, "Serving without a registry; /health answers 503 until `larder apply`.");
             }
             store.online()?;
@@ -454,7 +458,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Stream => {
             larder_server::metrics::install();
             let store = Arc::new(store);
-            if let Err(e) = store.refresh() {
+            if let Err(e) = store.refresh().await {
                 tracing::warn!(error = %e, "No registry yet; stream workers start after `larder apply`.");
             }
             store.online()?;
@@ -480,8 +484,8 @@ async fn run(cli: Cli) -> Result<()> {
             command: RegistryCommand::Dump { version },
         } => {
             let doc = match version {
-                Some(v) => store.registry().version(v)?.1,
-                None => match store.registry().load()? {
+                Some(v) => store.on_registry(move |r| r.version(v)).await?.1,
+                None => match store.on_registry(|r| r.load()).await? {
                     Some(s) => s.doc,
                     None => bail!("the registry is empty: run `larder apply` first"),
                 },
@@ -491,7 +495,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Registry {
             command: RegistryCommand::History,
         } => {
-            let history = store.registry().history()?;
+            let history = store.on_registry(|r| r.history()).await?;
             if history.is_empty() {
                 println!("No versions yet.");
             }

@@ -141,8 +141,8 @@ pub fn file_source_from_feast_json(text: &str) -> Result<FileSource> {
 
 impl FeatureStore {
     /// The registered file source `name` (a push source's batch source for a push source).
-    pub fn file_source(&self, name: &str) -> Result<FileSource> {
-        let state = self.state()?;
+    pub async fn file_source(&self, name: &str) -> Result<FileSource> {
+        let state = self.state().await?;
         let found = match state.doc.data_source(name) {
             Some(DataSource::File(f)) => Some(f.clone()),
             Some(DataSource::Push(p)) => match state.doc.data_source(&p.batch_source) {
@@ -247,7 +247,7 @@ impl FeatureStore {
     /// by name, cast to the source's types; a source column the rows lack is null, a column the
     /// source does not have is refused, naming it. Returns the rows appended.
     pub async fn offline_write_batch(&self, view: &str, batches: Vec<RecordBatch>) -> Result<usize> {
-        let state = self.state()?;
+        let state = self.state().await?;
         let fv = state
             .doc
             .feature_view(view)

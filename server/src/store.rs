@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use chrono::{DateTime, Utc};
 use larder_registry::{
-    diff, resolve, validate, FileRegistryStore, FileSource, MaterializationInterval, Plan, PostgresRegistryStore,
-    RegistryDoc, RegistryState, RegistryStore, SchemaLookup, SourceColumn,
+    diff, resolve, validate, FileRegistryStore, FileSource, MaterializationInterval, Plan, RegistryDoc, RegistryState,
+    RegistryStore, SchemaLookup, SourceColumn,
 };
 
 use crate::config::RepoConfig;
@@ -70,6 +70,37 @@ impl SchemaLookup for Prefetched {
     }
 }
 
+/// Runs blocking `f` off the async worker where the runtime allows it (a multi-threaded
+/// runtime hands the worker's other tasks to another thread meanwhile), inline otherwise.
+fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Opens the registry store a repo configures: a file, or Feast's SQL registry on SQLite or
+/// PostgreSQL (each behind its cargo feature).
+fn open_registry(config: &RepoConfig) -> Result<Arc<dyn RegistryStore>> {
+    match config.registry.url.as_deref() {
+        None => Ok(Arc::new(FileRegistryStore::new(&config.registry.path))),
+        #[cfg(feature = "sqlite")]
+        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(larder_registry::SqliteRegistryStore::new(
+            &config.registry.path,
+            &config.project,
+        ))),
+        #[cfg(not(feature = "sqlite"))]
+        Some(url) if url.starts_with("sqlite:") => Err(Error::not_built("sqlite", "a SQL registry on SQLite")),
+        #[cfg(feature = "postgres")]
+        Some(url) => Ok(Arc::new(larder_registry::PostgresRegistryStore::new(
+            url,
+            &config.project,
+        )?)),
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => Err(Error::not_built("postgres", "a SQL registry on PostgreSQL")),
+    }
+}
+
 impl FeatureStore {
     /// Opens the repo at `repo_dir` (reads `feature_store.yaml`). Stores open lazily.
     pub fn open(repo_dir: &std::path::Path) -> Result<Self> {
@@ -78,14 +109,7 @@ impl FeatureStore {
 
     /// Builds a store from a loaded configuration.
     pub fn from_config(config: RepoConfig) -> Result<Self> {
-        let registry: Arc<dyn RegistryStore> = match &config.registry.url {
-            Some(url) if url.starts_with("sqlite:") => Arc::new(larder_registry::SqliteRegistryStore::new(
-                &config.registry.path,
-                &config.project,
-            )),
-            Some(url) => Arc::new(PostgresRegistryStore::new(url, &config.project)?),
-            None => Arc::new(FileRegistryStore::new(&config.registry.path)),
-        };
+        let registry = open_registry(&config)?;
         let crate::config::OfflineStoreConfig::File(file_config) = &config.offline_store;
         let offline: Arc<dyn OfflineStore> = Arc::new(
             ParquetOfflineStore::new(&config.repo_dir).with_s3_endpoint(file_config.s3_endpoint_override.clone()),
@@ -152,33 +176,49 @@ impl FeatureStore {
         &self.offline
     }
 
-    /// The registry state, re-read when the registry changed since the last call.
-    pub fn state(&self) -> Result<Arc<RegistryState>> {
-        let token = self.registry.change_token()?;
-        if let Ok(guard) = self.cache.read() {
-            if let Some((t, s)) = guard.as_ref() {
-                if *t == token {
-                    return Ok(Arc::clone(s));
-                }
-            }
-        }
-        self.refresh()
+    /// Runs a call of the registry store on tokio's blocking pool: the stores read and fsync
+    /// files or wait on SQLite and PostgreSQL, which must not hold up the async workers.
+    pub async fn on_registry<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn RegistryStore) -> larder_registry::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let registry = Arc::clone(&self.registry);
+        tokio::task::spawn_blocking(move || f(registry.as_ref()))
+            .await
+            .map_err(|e| Error::Internal(format!("registry task failed: {e}")))?
+            .map_err(Error::from)
     }
 
-    /// The cached registry state without checking the registry for changes.
-    pub fn cached_state(&self) -> Result<Arc<RegistryState>> {
+    /// The registry state, re-read when the registry changed since the last call.
+    pub async fn state(&self) -> Result<Arc<RegistryState>> {
+        let token = self.on_registry(|r| r.change_token()).await?;
+        if let Some(s) = self.cached(token) {
+            return Ok(s);
+        }
+        self.refresh().await
+    }
+
+    /// The cached registry state without checking the registry for changes (read from the
+    /// registry when nothing is cached yet).
+    pub async fn cached_state(&self) -> Result<Arc<RegistryState>> {
         if let Ok(guard) = self.cache.read() {
             if let Some((_, s)) = guard.as_ref() {
                 return Ok(Arc::clone(s));
             }
         }
-        self.refresh()
+        self.refresh().await
+    }
+
+    /// The cached state if it was read at `token`.
+    fn cached(&self, token: Option<u128>) -> Option<Arc<RegistryState>> {
+        let guard = self.cache.read().ok()?;
+        let (t, s) = guard.as_ref()?;
+        (*t == token).then(|| Arc::clone(s))
     }
 
     /// Re-reads the registry.
-    pub fn refresh(&self) -> Result<Arc<RegistryState>> {
-        let token = self.registry.change_token()?;
-        let loaded = self.registry.load()?;
+    pub async fn refresh(&self) -> Result<Arc<RegistryState>> {
+        let (token, loaded) = self.on_registry(|r| Ok((r.change_token()?, r.load()?))).await?;
         if loaded.is_none() {
             // Torn down (or never applied): stop serving the old definitions.
             if let Ok(mut guard) = self.cache.write() {
@@ -225,7 +265,7 @@ impl FeatureStore {
     /// What `apply` would change, after validating `doc`.
     pub async fn plan(&self, doc: RegistryDoc) -> Result<ApplyOutcome> {
         let doc = self.checked(doc).await?;
-        let old = self.registry.load()?;
+        let old = self.on_registry(|r| r.load()).await?;
         Ok(ApplyOutcome {
             plan: diff(old.as_ref().map(|s| &s.doc), &doc),
             state: None,
@@ -262,7 +302,9 @@ impl FeatureStore {
                 ))),
             }
         };
-        let applied = self.registry.apply(doc, applied_by, &allow)?;
+        // `allow` borrows this store, so the call cannot move to the blocking pool: it leaves
+        // the async worker for the duration instead.
+        let applied = block_in_place(|| self.registry.apply(doc, applied_by, &allow))?;
         let online = online.lock().ok().and_then(|mut o| o.take());
         if let (true, Some(o)) = (applied.recorded, online) {
             for view in applied.plan.deleted_views() {
@@ -286,7 +328,7 @@ impl FeatureStore {
         if start > end {
             return Err(Error::invalid("start", format!("start {start} is after end {end}")));
         }
-        let state = self.refresh()?;
+        let state = self.refresh().await?;
         let names = self.views_to_materialize(&state, views)?;
         let mut out = Vec::new();
         for name in names {
@@ -304,7 +346,7 @@ impl FeatureStore {
         views: &[String],
         progress: &dyn Progress,
     ) -> Result<Vec<MaterializeOutcome>> {
-        let state = self.refresh()?;
+        let state = self.refresh().await?;
         let names = self.views_to_materialize(&state, views)?;
         let mut out = Vec::new();
         for name in names {
@@ -335,8 +377,8 @@ impl FeatureStore {
 
     /// Checks a materialization request's view list (unknown views: 404; aggregated stream
     /// views: 422) against the current registry, before a job is started.
-    pub fn check_materialize(&self, views: &[String]) -> Result<()> {
-        let state = self.state()?;
+    pub async fn check_materialize(&self, views: &[String]) -> Result<()> {
+        let state = self.state().await?;
         self.views_to_materialize(&state, views).map(|_| ())
     }
 
@@ -392,14 +434,16 @@ impl FeatureStore {
         let seconds = t0.elapsed().as_secs_f64();
         metrics::counter!("larder_materialized_rows_total", "view" => name.to_string()).increment(rows);
         progress.finish_view(name, rows, seconds);
-        self.registry.record_materialization(
-            name,
+        let (view, interval) = (
+            name.to_string(),
             MaterializationInterval {
                 start,
                 end,
                 finished_at: Utc::now(),
             },
-        )?;
+        );
+        self.on_registry(move |r| r.record_materialization(&view, interval))
+            .await?;
         Ok(MaterializeOutcome {
             view: name.to_string(),
             start,
@@ -412,7 +456,7 @@ impl FeatureStore {
 
     /// Answers an online request from the current registry and the online store.
     pub async fn get_online_features(&self, req: &OnlineRequest) -> Result<OnlineResponse> {
-        let state = self.cached_state()?;
+        let state = self.cached_state().await?;
         let online = self.online()?;
         serving::get_online_features(
             &state.doc,
@@ -437,7 +481,7 @@ impl FeatureStore {
         features: &FeatureSelection,
         full_feature_names: bool,
     ) -> Result<SendableRecordBatchStream> {
-        let state = self.state()?;
+        let state = self.state().await?;
         let (requested, odfvs) = serving::resolve_with_odfvs(&state.doc, self.project(), features)?;
         serving::check_collisions(&requested, &odfvs, full_feature_names)?;
         let mut views = Vec::with_capacity(requested.len());
@@ -538,7 +582,7 @@ impl FeatureStore {
     /// Runs an entity dataframe given as SQL over the registered file sources (tables are
     /// named after the sources).
     pub async fn entity_df_from_sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let state = self.state()?;
+        let state = self.state().await?;
         let sources: Vec<&larder_registry::FileSource> = state
             .doc
             .data_sources
@@ -572,7 +616,7 @@ impl FeatureStore {
                 ))
             }
         };
-        let state = self.cached_state()?;
+        let state = self.cached_state().await?;
         let views = crate::ingest::views_for_push_source(&state.doc, push_source)?;
         // Everything is validated before anything is written.
         let mut batches = Vec::with_capacity(views.len());
@@ -624,7 +668,7 @@ impl FeatureStore {
         view: &str,
         df: &indexmap::IndexMap<String, Vec<serde_json::Value>>,
     ) -> Result<usize> {
-        let state = self.cached_state()?;
+        let state = self.cached_state().await?;
         let v = state
             .doc
             .feature_view(view)
@@ -636,14 +680,14 @@ impl FeatureStore {
     /// Deletes every view's online data and the registry.
     pub async fn teardown(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
-        if let Some(state) = self.registry.load()? {
+        if let Some(state) = self.on_registry(|r| r.load()).await? {
             let online = self.online()?;
             for v in &state.doc.feature_views {
                 online.delete_view(self.project(), &v.name).await?;
                 removed.push(v.name.clone());
             }
         }
-        self.registry.delete()?;
+        self.on_registry(|r| r.delete()).await?;
         if let Ok(mut guard) = self.cache.write() {
             *guard = None;
         }

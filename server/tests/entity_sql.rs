@@ -3,6 +3,9 @@
 //! table is created or dropped, no setting changes), and a result is refused once it passes
 //! the row limit or the memory pool, instead of being built.
 
+// Fixtures and checks of files, outside the runtime.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Int64Array, RecordBatch};

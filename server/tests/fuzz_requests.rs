@@ -6,6 +6,9 @@
 //!
 //! Longer runs: `PROPTEST_CASES=100000 cargo test -p larder-server --test fuzz_requests --release`.
 
+// Fixtures and checks of files, outside the runtime.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;

@@ -3,6 +3,9 @@
 //! feature tables (duplicate event times, created-time ties, nulls, ttl) and entity rows
 //! (duplicates, rows before any data, unknown keys).
 
+// Fixtures and checks of files, outside the runtime.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

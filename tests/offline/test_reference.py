@@ -1,5 +1,6 @@
-"""Conformance: Larder's training sets for shared/reference equal Feast's (DuckDB store, checked
-against an independent naive join), cell by cell, through the Python SDK and a real server."""
+"""Conformance: Larder's training sets for the vendored Feast reference
+(tests/fixtures/feast_reference) equal Feast's (DuckDB store, checked against an independent
+naive join), cell by cell, through the Python SDK and a real server."""
 
 import os
 import shutil
@@ -14,12 +15,12 @@ from conftest import Larder, Server
 from larder import FeatureStore, LarderError
 
 def _reference() -> Path:
-    """shared/reference beside the project (`../shared` from its root), or $LARDER_SHARED_DIR."""
-    candidates = [os.environ.get("LARDER_SHARED_DIR"), Path(__file__).resolve().parents[2].parent / "shared", "/work/shared"]
-    for c in candidates:
-        if c and (Path(c) / "reference" / "compare.py").exists():
-            return (Path(c) / "reference").resolve()
-    return (Path(__file__).resolve().parents[2].parent / "shared" / "reference").resolve()
+    """The reference package vendored under tests/fixtures (a copy of the project's shared
+    reference: Feast 0.67's own training sets), or $LARDER_REFERENCE_DIR."""
+    override = os.environ.get("LARDER_REFERENCE_DIR")
+    if override:
+        return Path(override).resolve()
+    return Path(__file__).resolve().parents[1] / "fixtures" / "feast_reference"
 
 
 REFERENCE = _reference()
@@ -31,7 +32,7 @@ FEATURES = ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate", "dr
 @pytest.fixture(scope="module")
 def reference_server(tmp_path_factory):
     if not REFERENCE.exists():
-        pytest.fail(f"{REFERENCE} is missing: the reference data set ships beside the project in ../shared")
+        pytest.fail(f"{REFERENCE} is missing: the reference data set is vendored under tests/fixtures")
     repo = tmp_path_factory.mktemp("reference_repo")
     shutil.copytree(REFERENCE / "data", repo / "data")
     defs = (REFERENCE / "repo" / "definitions.py").read_text()

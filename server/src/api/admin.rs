@@ -71,7 +71,7 @@ pub async fn materialize(
         return Err(Error::invalid("start_ts", format!("start {start} is after end {end}")).into());
     }
     let views = req.feature_views.unwrap_or_default();
-    state.store.check_materialize(&views)?;
+    state.store.check_materialize(&views).await?;
     let store = Arc::clone(&state.store);
     Ok(spawn_job(&state, "materialize", move |job| async move {
         store.materialize(start, end, &views, job.as_ref()).await
@@ -92,7 +92,7 @@ pub async fn materialize_incremental(
     let req: MaterializeIncrementalRequest = parse_json(body, state.max_body_bytes())?;
     let end = time("end_ts", &req.end_ts)?;
     let views = req.feature_views.unwrap_or_default();
-    state.store.check_materialize(&views)?;
+    state.store.check_materialize(&views).await?;
     let store = Arc::clone(&state.store);
     Ok(spawn_job(&state, "materialize-incremental", move |job| async move {
         store.materialize_incremental(end, &views, job.as_ref()).await
@@ -119,9 +119,14 @@ pub async fn job(
 
 /// The document an apply or plan request asks for: the current one with the request's objects
 /// upserted and its deletions made (`partial`), or the request's alone.
-fn requested_doc(state: &AppState, req: ApplyRequest) -> Result<RegistryDoc, Error> {
+async fn requested_doc(state: &AppState, req: ApplyRequest) -> Result<RegistryDoc, Error> {
     let mut doc = if req.partial {
-        state.store.registry().load()?.map(|s| s.doc).unwrap_or_default()
+        state
+            .store
+            .on_registry(|r| r.load())
+            .await?
+            .map(|s| s.doc)
+            .unwrap_or_default()
     } else {
         RegistryDoc::default()
     };
@@ -150,9 +155,9 @@ pub async fn apply(
 ) -> Result<Json<Value>, ApiError> {
     let req: ApplyRequest = parse_json(body, state.max_body_bytes())?;
     let by = req.applied_by.clone().unwrap_or_else(|| "http".into());
-    let doc = requested_doc(&state, req)?;
+    let doc = requested_doc(&state, req).await?;
     let outcome = state.store.apply(doc, &by).await?;
-    state.store.refresh().ok();
+    state.store.refresh().await.ok();
     Ok(Json(json!({
         "changes": outcome.plan.lines(),
         "version": if outcome.plan.is_empty() { None } else { outcome.state.map(|s| s.version) },
@@ -166,7 +171,7 @@ pub async fn apply(
 ))]
 pub async fn plan(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
     let req: ApplyRequest = parse_json(body, state.max_body_bytes())?;
-    let doc = requested_doc(&state, req)?;
+    let doc = requested_doc(&state, req).await?;
     let outcome = state.store.plan(doc).await?;
     Ok(Json(json!({"changes": outcome.plan.lines()})))
 }

@@ -25,7 +25,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, String) {
         };
         (StatusCode::SERVICE_UNAVAILABLE, body)
     };
-    if let Err(e) = state.store.cached_state() {
+    if let Err(e) = state.store.cached_state().await {
         return down("registry", e);
     }
     let online = match state.store.online() {

@@ -53,6 +53,7 @@ impl Default for ConnectionLimits {
 /// A connection limit that leaves room in the process's open-file limit for the stores,
 /// Flight and the transformation worker: the soft `RLIMIT_NOFILE` less 128, at least 16
 /// (10,000 when the limit cannot be read).
+#[allow(clippy::disallowed_methods, reason = "read once, at start-up")]
 pub fn default_max_connections() -> usize {
     let soft = std::fs::read_to_string("/proc/self/limits").ok().and_then(|text| {
         text.lines()

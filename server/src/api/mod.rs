@@ -276,9 +276,7 @@ pub fn spawn_registry_refresh(store: Arc<FeatureStore>, interval: Duration) -> t
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
-            let s = Arc::clone(&store);
-            let r = tokio::task::spawn_blocking(move || s.state().map(|st| st.version)).await;
-            if let Ok(Err(e)) = r {
+            if let Err(e) = store.state().await {
                 tracing::debug!(error = %e, "Registry refresh failed.");
             }
         }

@@ -12,7 +12,7 @@ use super::{ApiError, AppState};
     (status = 503, description = "No registry yet")
 ))]
 pub async fn registry(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let s = state.store.state()?;
+    let s = state.store.state().await?;
     Ok(Json(json!({
         "project": state.store.project(),
         "version": s.version,
@@ -27,7 +27,7 @@ pub async fn registry(State(state): State<AppState>) -> Result<Json<serde_json::
     (status = 200, description = "`[{version, applied_at, applied_by, changes}]`")
 ))]
 pub async fn history(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let h = state.store.registry().history().map_err(crate::Error::from)?;
+    let h = state.store.on_registry(|r| r.history()).await?;
     Ok(Json(
         serde_json::to_value(h).map_err(|e| crate::Error::Internal(e.to_string()))?,
     ))
@@ -39,7 +39,7 @@ pub async fn history(State(state): State<AppState>) -> Result<Json<serde_json::V
     (status = 200, description = "`[{view, ttl_seconds, intervals, newest_event, scanned_all, stale}]`")
 ))]
 pub async fn freshness(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let s = state.store.state()?;
+    let s = state.store.state().await?;
     let online = state.store.online()?;
     let now = chrono::Utc::now();
     let mut out = Vec::new();

@@ -220,7 +220,7 @@ impl LarderFlight {
         latest_only: bool,
     ) -> Result<datafusion::execution::SendableRecordBatchStream, Status> {
         let (start_ns, end_ns) = p.window()?;
-        let mut source = self.store.file_source(&p.data_source_name).map_err(status)?;
+        let mut source = self.store.file_source(&p.data_source_name).await.map_err(status)?;
         source.timestamp_field = p.timestamp_field.clone();
         source.created_timestamp_column = p.created_timestamp_column.clone().filter(|c| !c.is_empty());
         self.store

@@ -190,14 +190,11 @@ impl ParquetOfflineStore {
                 source.name
             )));
         }
-        if local && !std::path::Path::new(&path).exists() {
+        if local && !tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Err(Error::Offline(format!("source {}: {path} does not exist", source.name)));
         }
         let appends = appends_dir(&path);
-        let has_appends = local
-            && std::fs::read_dir(&appends)
-                .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "parquet"))))
-                .unwrap_or(false);
+        let has_appends = local && !part_stems(&appends).await.is_empty();
         let err =
             |e: datafusion::error::DataFusionError| Error::Offline(format!("source {} ({path}): {e}", source.name));
         if has_appends {
@@ -264,6 +261,23 @@ fn plain_batch(batch: &RecordBatch) -> std::io::Result<RecordBatch> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(std::io::Error::other)
 }
 
+/// The names (without `.parquet`) of the finished parts in an appends directory; none when it
+/// does not exist. Temporary files (`.name.tmp`) are not parts.
+async fn part_stems(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return out;
+    };
+    while let Ok(Some(e)) = entries.next_entry().await {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".parquet").filter(|s| !s.starts_with('.')) {
+            out.push(stem.to_string());
+        }
+    }
+    out
+}
+
+#[allow(clippy::disallowed_methods, reason = "runs on the blocking pool (see append_to)")]
 fn write_part(dir: &std::path::Path, batch: &RecordBatch, part: Option<&str>) -> std::io::Result<PathBuf> {
     let batch = &plain_batch(batch)?;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -674,16 +688,7 @@ impl OfflineStore for ParquetOfflineStore {
         if path.contains("://") {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(appends_dir(&path)) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(stem) = name.strip_suffix(".parquet").filter(|s| !s.starts_with('.')) {
-                    out.push(stem.to_string());
-                }
-            }
-        }
-        Ok(out)
+        Ok(part_stems(&appends_dir(&path)).await)
     }
 
     async fn remove_part(&self, source: &FileSource, part: &str) -> Result<()> {
@@ -691,7 +696,7 @@ impl OfflineStore for ParquetOfflineStore {
             return Err(Error::Internal(format!("bad part name `{part}`")));
         }
         let file = appends_dir(&self.path_of(source)).join(format!("{part}.parquet"));
-        match std::fs::remove_file(&file) {
+        match tokio::fs::remove_file(&file).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::Offline(format!("removing {}: {e}", file.display()))),
@@ -756,6 +761,7 @@ mod tests {
     const H: i64 = 3_600_000_000; // one hour in µs
 
     /// Rows: (key, event hour, created hour or None, value).
+    #[allow(clippy::disallowed_methods, reason = "test fixture")]
     fn write(path: &std::path::Path, rows: &[(i64, i64, Option<i64>, f64)], tz: Option<&str>) {
         let ts_type = DataType::Timestamp(TimeUnit::Microsecond, tz.map(Arc::from));
         let schema = Arc::new(Schema::new(vec![

@@ -1,8 +1,12 @@
 //! The online store seam: latest feature values per entity key, for low-latency reads.
 
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "rocksdb")]
 pub mod rocksdb;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use std::fmt::Debug;
@@ -54,27 +58,56 @@ pub trait OnlineStore: Debug + Send + Sync {
     async fn health(&self) -> Result<()>;
 }
 
-/// Opens the online store a repo configures.
+/// Opens the online store a repo configures. A backend whose cargo feature was off at build
+/// time is a 501 naming the feature.
 pub fn open(config: &RepoConfig) -> Result<Arc<dyn OnlineStore>> {
     match &config.online_store {
-        OnlineStoreConfig::Rocksdb(c) => {
-            let path = config.resolve_path(&c.path);
-            Ok(Arc::new(rocksdb::RocksDbOnlineStore::open(&path, c)?))
-        }
-        OnlineStoreConfig::Postgres(c) => Ok(Arc::new(postgres::PostgresOnlineStore::open(c).map_err(|message| {
-            Error::Config {
-                file: config.repo_dir.join(crate::config::CONFIG_FILE),
-                message,
-            }
-        })?)),
+        #[cfg(feature = "rocksdb")]
+        OnlineStoreConfig::Rocksdb(c) => Ok(Arc::new(rocksdb::RocksDbOnlineStore::open(
+            &config.resolve_path(&c.path),
+            c,
+        )?)),
+        #[cfg(feature = "postgres")]
+        OnlineStoreConfig::Postgres(c) => Ok(Arc::new(
+            postgres::PostgresOnlineStore::open(c).map_err(config_error(config))?,
+        )),
+        #[cfg(feature = "sqlite")]
         OnlineStoreConfig::Sqlite(c) => Ok(Arc::new(sqlite::SqliteOnlineStore::open(
             &config.resolve_path(&c.path),
         )?)),
-        OnlineStoreConfig::Redis(c) => Ok(Arc::new(redis::RedisOnlineStore::open(c).map_err(|message| {
-            Error::Config {
-                file: config.repo_dir.join(crate::config::CONFIG_FILE),
-                message,
-            }
-        })?)),
+        #[cfg(feature = "redis")]
+        OnlineStoreConfig::Redis(c) => Ok(Arc::new(
+            redis::RedisOnlineStore::open(c).map_err(config_error(config))?,
+        )),
+        #[allow(unreachable_patterns)]
+        other => Err(Error::not_built(other.feature(), "online_store")),
+    }
+}
+
+/// Maps a backend's configuration message to an error naming `feature_store.yaml`.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+fn config_error(config: &RepoConfig) -> impl Fn(String) -> Error + '_ {
+    |message| Error::Config {
+        file: config.repo_dir.join(crate::config::CONFIG_FILE),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A build without the embedded store refuses a repo that configures it, naming the feature.
+    #[cfg(not(feature = "rocksdb"))]
+    #[test]
+    fn a_backend_left_out_of_the_build_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(crate::config::CONFIG_FILE),
+            "project: p\nonline_store:\n  type: rocksdb\n",
+        )
+        .unwrap();
+        let config = crate::config::RepoConfig::load(dir.path()).unwrap();
+        let err = super::open(&config).unwrap_err();
+        assert_eq!(err.status(), 501);
+        assert!(err.to_string().contains("`rocksdb` feature"), "{err}");
     }
 }

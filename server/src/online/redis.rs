@@ -199,6 +199,7 @@ fn node_addr(target: &ConnectionTarget, host: String, port: u16) -> ConnectionAd
 }
 
 /// The CA certificates to trust, when `ssl_ca_certs` names a file.
+#[allow(clippy::disallowed_methods, reason = "read once, when the store is opened")]
 fn tls_certificates(target: &ConnectionTarget) -> std::result::Result<Option<redis::TlsCertificates>, String> {
     match target.ssl_ca_certs.as_deref().filter(|_| target.ssl) {
         None => Ok(None),

@@ -67,6 +67,7 @@ fn db_error(path: &Path, e: rocksdb::Error) -> Error {
 
 impl RocksDbOnlineStore {
     /// Opens (creating if needed) the database at `path`.
+    #[allow(clippy::disallowed_methods, reason = "opened once, on first use")]
     pub fn open(path: &Path, config: &RocksDbConfig) -> Result<Self> {
         std::fs::create_dir_all(path)
             .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", path.display())))?;
@@ -92,13 +93,23 @@ impl RocksDbOnlineStore {
     }
 }
 
+impl RocksDbOnlineStore {
+    /// Runs `f` on the database on tokio's blocking pool: RocksDB calls block on disk I/O and
+    /// compaction stalls, which must not hold up the async workers.
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&DB, &Path) -> Result<T> + Send + 'static) -> Result<T> {
+        let db = Arc::clone(&self.db);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || f(&db, &path))
+            .await
+            .map_err(|e| Error::Internal(format!("RocksDB task failed: {e}")))?
+    }
+}
+
 #[async_trait]
 impl OnlineStore for RocksDbOnlineStore {
     async fn write_batch(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize> {
-        let db = Arc::clone(&self.db);
-        let path = self.path.clone();
         let p = prefix(project, view);
-        tokio::task::spawn_blocking(move || {
+        self.blocking(move |db, path| {
             let mut batch = WriteBatch::default();
             let mut key = Vec::with_capacity(p.len() + 64);
             for row in &rows {
@@ -107,11 +118,10 @@ impl OnlineStore for RocksDbOnlineStore {
                 key.extend_from_slice(&row.key);
                 batch.merge(&key, row.encode_value());
             }
-            db.write(batch).map_err(|e| db_error(&path, e))?;
+            db.write(batch).map_err(|e| db_error(path, e))?;
             Ok(rows.len())
         })
         .await
-        .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
     }
 
     async fn read(&self, project: &str, view: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<OnlineRow>>> {
@@ -125,22 +135,25 @@ impl OnlineStore for RocksDbOnlineStore {
                 f
             })
             .collect();
-        let cf = self
-            .db
-            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
-            .ok_or_else(|| Error::Internal("missing default column family".into()))?;
-        let results = self.db.batched_multi_get_cf(&cf, &full, false);
-        let mut out = Vec::with_capacity(keys.len());
-        for (r, key) in results.into_iter().zip(keys) {
-            match r.map_err(|e| db_error(&self.path, e))? {
-                None => out.push(None),
-                Some(bytes) => out
-                    .push(Some(OnlineRow::decode(key.clone(), &bytes).map_err(|e| {
-                        Error::Internal(format!("corrupt online row in {view}: {e}"))
-                    })?)),
+        let view = view.to_string();
+        self.blocking(move |db, path| {
+            let cf = db
+                .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+                .ok_or_else(|| Error::Internal("missing default column family".into()))?;
+            let results = db.batched_multi_get_cf(&cf, &full, false);
+            let mut out = Vec::with_capacity(full.len());
+            for (r, key) in results.into_iter().zip(&full) {
+                match r.map_err(|e| db_error(path, e))? {
+                    None => out.push(None),
+                    Some(bytes) => out
+                        .push(Some(OnlineRow::decode(key[p.len()..].to_vec(), &bytes).map_err(
+                            |e| Error::Internal(format!("corrupt online row in {view}: {e}")),
+                        )?)),
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     async fn delete_view(&self, project: &str, view: &str) -> Result<()> {
@@ -149,14 +162,13 @@ impl OnlineStore for RocksDbOnlineStore {
         if let Some(last) = end.last_mut() {
             *last = 1;
         }
-        let cf = self
-            .db
-            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
-            .ok_or_else(|| Error::Internal("missing default column family".into()))?;
-        self.db
-            .delete_range_cf(&cf, &start, &end)
-            .map_err(|e| db_error(&self.path, e))?;
-        Ok(())
+        self.blocking(move |db, path| {
+            let cf = db
+                .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+                .ok_or_else(|| Error::Internal("missing default column family".into()))?;
+            db.delete_range_cf(&cf, &start, &end).map_err(|e| db_error(path, e))
+        })
+        .await
     }
 
     fn kind(&self) -> &'static str {
@@ -165,23 +177,24 @@ impl OnlineStore for RocksDbOnlineStore {
 
     async fn newest_event(&self, project: &str, view: &str, limit: usize) -> Result<Option<(Option<i64>, bool)>> {
         let start = prefix(project, view);
-        let mut newest: Option<i64> = None;
-        let iter = self
-            .db
-            .iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
-        for (seen, item) in iter.enumerate() {
-            let (k, v) = item.map_err(|e| db_error(&self.path, e))?;
-            if !k.starts_with(&start) {
-                return Ok(Some((newest, true)));
+        self.blocking(move |db, path| {
+            let mut newest: Option<i64> = None;
+            let iter = db.iterator(rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+            for (seen, item) in iter.enumerate() {
+                let (k, v) = item.map_err(|e| db_error(path, e))?;
+                if !k.starts_with(&start) {
+                    return Ok(Some((newest, true)));
+                }
+                if seen == limit {
+                    return Ok(Some((newest, false)));
+                }
+                if let Some((ts, _)) = OnlineRow::version_of(&v) {
+                    newest = Some(newest.map_or(ts, |n| n.max(ts)));
+                }
             }
-            if seen == limit {
-                return Ok(Some((newest, false)));
-            }
-            if let Some((ts, _)) = OnlineRow::version_of(&v) {
-                newest = Some(newest.map_or(ts, |n| n.max(ts)));
-            }
-        }
-        Ok(Some((newest, true)))
+            Ok(Some((newest, true)))
+        })
+        .await
     }
 
     async fn health(&self) -> Result<()> {

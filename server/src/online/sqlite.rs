@@ -58,6 +58,7 @@ fn db_error(path: &Path, e: impl std::fmt::Display) -> Error {
 
 impl SqliteOnlineStore {
     /// Opens (creating if needed) the database file at `path`.
+    #[allow(clippy::disallowed_methods, reason = "opened once, on first use")]
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)

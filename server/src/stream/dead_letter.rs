@@ -1,15 +1,12 @@
-//! Dead-letter sinks: where messages that cannot be ingested go, with the reason.
+//! The quarantine dead-letter sink: where messages that cannot be ingested go, with the
+//! reason, when no dead-letter topic is configured (the Kafka topic sink is in `kafka`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 
 use super::{DeadLetter, DeadLetterSink};
 use crate::error::{Error, Result};
@@ -61,84 +58,22 @@ impl DeadLetterSink for ParquetDeadLetters {
             RecordBatch::try_new(Arc::new(Self::schema()), columns).map_err(|e| Error::Internal(e.to_string()))?;
         let dir = self.dir.join(view);
         let name = format!("{batch_id}.parquet");
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::create_dir_all(&dir)?;
-            let tmp = dir.join(format!(".{name}.tmp"));
-            let file = std::fs::File::create(&tmp)?;
-            let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
-                .map_err(std::io::Error::other)?;
-            w.write(&batch).map_err(std::io::Error::other)?;
-            w.into_inner().map_err(std::io::Error::other)?.sync_all()?;
-            std::fs::rename(&tmp, dir.join(&name))
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
-        .map_err(|e| Error::Unavailable(format!("dead-letter directory {}: {e}", self.dir.display())))
+        tokio::task::spawn_blocking(move || write_file(&dir, &name, &batch))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Unavailable(format!("dead-letter directory {}: {e}", self.dir.display())))
     }
 }
 
-/// A Kafka topic: each refused message is produced unchanged, with headers `larder-view`,
-/// `larder-reason`, `larder-partition` and `larder-offset`.
-pub struct KafkaDeadLetters {
-    producer: FutureProducer,
-    topic: String,
-}
-
-impl KafkaDeadLetters {
-    /// A producer to `topic` on `bootstrap_servers`.
-    pub fn new(
-        bootstrap_servers: &str,
-        topic: &str,
-        extra: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Self> {
-        let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", bootstrap_servers)
-            .set("message.timeout.ms", "10000");
-        for (k, v) in extra {
-            if !k.starts_with("group.") && !k.starts_with("enable.auto") && k != "auto.offset.reset" {
-                cfg.set(k, v);
-            }
-        }
-        let producer = cfg
-            .create()
-            .map_err(|e| Error::Unavailable(format!("dead-letter producer for {bootstrap_servers}: {e}")))?;
-        Ok(KafkaDeadLetters {
-            producer,
-            topic: topic.to_string(),
-        })
-    }
-}
-
-#[async_trait]
-impl DeadLetterSink for KafkaDeadLetters {
-    async fn send(&self, view: &str, _batch_id: &str, letters: &[DeadLetter]) -> Result<()> {
-        for l in letters {
-            let partition = l.partition.to_string();
-            let offset = l.offset.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "larder-view",
-                    value: Some(view),
-                })
-                .insert(Header {
-                    key: "larder-reason",
-                    value: Some(l.reason.as_str()),
-                })
-                .insert(Header {
-                    key: "larder-partition",
-                    value: Some(partition.as_str()),
-                })
-                .insert(Header {
-                    key: "larder-offset",
-                    value: Some(offset.as_str()),
-                });
-            let record: FutureRecord<'_, (), [u8]> =
-                FutureRecord::to(&self.topic).payload(&l.payload[..]).headers(headers);
-            self.producer
-                .send(record, Duration::from_secs(10))
-                .await
-                .map_err(|(e, _)| Error::Unavailable(format!("dead-letter topic {}: {e}", self.topic)))?;
-        }
-        Ok(())
-    }
+/// Writes `batch` as `dir/name` under a temporary name, synced, then renamed.
+#[allow(clippy::disallowed_methods, reason = "runs on the blocking pool")]
+fn write_file(dir: &std::path::Path, name: &str, batch: &RecordBatch) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let file = std::fs::File::create(&tmp)?;
+    let mut w =
+        datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(std::io::Error::other)?;
+    w.write(batch).map_err(std::io::Error::other)?;
+    w.into_inner().map_err(std::io::Error::other)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))
 }

@@ -1,5 +1,6 @@
-//! The Kafka [`StreamSource`], on `rdkafka` (librdkafka): a consumer-group member with
-//! automatic commits off; offsets are committed by the worker after a micro-batch is stored.
+//! Kafka, on `rdkafka` (librdkafka): the [`StreamSource`] (a consumer-group member with
+//! automatic commits off; offsets are committed by the worker after a micro-batch is stored)
+//! and the dead-letter topic sink.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,9 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use super::{StreamMessage, StreamSource};
+use super::{DeadLetter, DeadLetterSink, StreamMessage, StreamSource};
 use crate::error::{Error, Result};
 
 /// A subscription to one topic.
@@ -156,5 +159,67 @@ impl StreamSource for KafkaStream {
 
     fn describe(&self) -> String {
         format!("Kafka topic {} on {}", self.topic, self.servers)
+    }
+}
+
+/// A Kafka topic: each refused message is produced unchanged, with headers `larder-view`,
+/// `larder-reason`, `larder-partition` and `larder-offset`.
+pub struct KafkaDeadLetters {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl KafkaDeadLetters {
+    /// A producer to `topic` on `bootstrap_servers`.
+    pub fn new(bootstrap_servers: &str, topic: &str, extra: &BTreeMap<String, String>) -> Result<Self> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", bootstrap_servers)
+            .set("message.timeout.ms", "10000");
+        for (k, v) in extra {
+            if !k.starts_with("group.") && !k.starts_with("enable.auto") && k != "auto.offset.reset" {
+                cfg.set(k, v);
+            }
+        }
+        let producer = cfg
+            .create()
+            .map_err(|e| Error::Unavailable(format!("dead-letter producer for {bootstrap_servers}: {e}")))?;
+        Ok(KafkaDeadLetters {
+            producer,
+            topic: topic.to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for KafkaDeadLetters {
+    async fn send(&self, view: &str, _batch_id: &str, letters: &[DeadLetter]) -> Result<()> {
+        for l in letters {
+            let partition = l.partition.to_string();
+            let offset = l.offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "larder-view",
+                    value: Some(view),
+                })
+                .insert(Header {
+                    key: "larder-reason",
+                    value: Some(l.reason.as_str()),
+                })
+                .insert(Header {
+                    key: "larder-partition",
+                    value: Some(partition.as_str()),
+                })
+                .insert(Header {
+                    key: "larder-offset",
+                    value: Some(offset.as_str()),
+                });
+            let record: FutureRecord<'_, (), [u8]> =
+                FutureRecord::to(&self.topic).payload(&l.payload[..]).headers(headers);
+            self.producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| Error::Unavailable(format!("dead-letter topic {}: {e}", self.topic)))?;
+        }
+        Ok(())
     }
 }

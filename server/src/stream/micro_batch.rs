@@ -118,7 +118,7 @@ pub async fn process_batch(
     pending: Option<&mut PendingOffline>,
     schemas: &mut SchemaCache,
 ) -> Result<BatchOutcome> {
-    let state = store.cached_state()?;
+    let state = store.cached_state().await?;
     let sv = StreamView::find(&state.doc, view).ok_or_else(|| Error::view_not_found(view, store.project()))?;
     let schema = schemas.get(store, &sv, state.version).await?;
     let columns = tiles::columns_of(sv.view);

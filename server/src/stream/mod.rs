@@ -19,6 +19,7 @@
 //! nothing twice.
 
 pub mod dead_letter;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 mod micro_batch;
 mod offline_copy;

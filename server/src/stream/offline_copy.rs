@@ -99,7 +99,7 @@ pub async fn flush_offline(
     if pending.is_empty() {
         return Ok(());
     }
-    let state = store.cached_state()?;
+    let state = store.cached_state().await?;
     let sv = StreamView::find(&state.doc, view).ok_or_else(|| Error::view_not_found(view, store.project()))?;
     let schema = schemas.get(store, &sv, state.version).await?;
     let existing = store.offline().parts(sv.batch).await?;

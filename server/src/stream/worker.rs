@@ -8,13 +8,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::dead_letter::{KafkaDeadLetters, ParquetDeadLetters};
-use super::kafka::KafkaStream;
+use super::dead_letter::ParquetDeadLetters;
 use super::{
     flush_offline, process_batch, DeadLetterSink, PendingOffline, SchemaCache, StreamMessage, StreamSource, StreamView,
 };
 use crate::config::DeadLetterConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::FeatureStore;
 
 /// What a worker was started for; a change restarts it.
@@ -27,8 +26,8 @@ struct Subscription {
 /// The stream subscriptions of the current registry; `None` when the registry cannot be read
 /// (then the running workers are kept as they are: an unreadable registry is not a registry
 /// without stream views).
-fn subscriptions(store: &FeatureStore) -> Option<BTreeMap<String, Subscription>> {
-    let state = match store.state() {
+async fn subscriptions(store: &FeatureStore) -> Option<BTreeMap<String, Subscription>> {
+    let state = match store.state().await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "Stream supervisor: the registry cannot be read; keeping the running workers.");
@@ -56,16 +55,41 @@ fn subscriptions(store: &FeatureStore) -> Option<BTreeMap<String, Subscription>>
 
 fn dead_letters(store: &FeatureStore, servers: &str) -> Result<Arc<dyn DeadLetterSink>> {
     let cfg = store.config();
-    Ok(match &cfg.stream.dead_letter {
-        DeadLetterConfig::Parquet { path } => Arc::new(ParquetDeadLetters::new(cfg.resolve_path(path))),
-        DeadLetterConfig::Kafka { topic } => Arc::new(KafkaDeadLetters::new(servers, topic, &cfg.stream.kafka)?),
-    })
+    match &cfg.stream.dead_letter {
+        DeadLetterConfig::Parquet { path } => Ok(Arc::new(ParquetDeadLetters::new(cfg.resolve_path(path)))),
+        #[cfg(feature = "kafka")]
+        DeadLetterConfig::Kafka { topic } => Ok(Arc::new(super::kafka::KafkaDeadLetters::new(
+            servers,
+            topic,
+            &cfg.stream.kafka,
+        )?)),
+        #[cfg(not(feature = "kafka"))]
+        DeadLetterConfig::Kafka { .. } => {
+            let _ = servers;
+            Err(Error::not_built("kafka", "stream.dead_letter: kafka"))
+        }
+    }
+}
+
+/// Connects the stream source of a subscription (Kafka, behind the `kafka` feature).
+fn connect_source(sub: &Subscription, group: &str, store: &FeatureStore) -> Result<Box<dyn StreamSource>> {
+    #[cfg(feature = "kafka")]
+    {
+        let stream = super::kafka::KafkaStream::connect(&sub.servers, &sub.topic, group, &store.config().stream.kafka)?;
+        Ok(Box::new(stream))
+    }
+    #[cfg(not(feature = "kafka"))]
+    {
+        let _ = (sub, group, store);
+        Err(Error::not_built("kafka", "a stream feature view with a KafkaSource"))
+    }
 }
 
 /// Whether `view` currently writes its source's offline copy (see [`super::writes_offline`]).
-fn writes_offline_now(store: &FeatureStore, view: &str) -> bool {
+async fn writes_offline_now(store: &FeatureStore, view: &str) -> bool {
     store
         .cached_state()
+        .await
         .ok()
         .and_then(|state| StreamView::find(&state.doc, view).map(|sv| super::writes_offline(&sv)))
         .unwrap_or(false)
@@ -92,10 +116,12 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
     let group = format!("{}.{}.{}", cfg.group_id_prefix, store.project(), view);
     let mut backoff = Duration::from_millis(200);
     let (mut source, sink) = loop {
-        match KafkaStream::connect(&sub.servers, &sub.topic, &group, &cfg.kafka)
-            .and_then(|s| Ok((s, dead_letters(&store, &sub.servers)?)))
-        {
+        match connect_source(&sub, &group, &store).and_then(|s| Ok((s, dead_letters(&store, &sub.servers)?))) {
             Ok(x) => break x,
+            Err(e @ Error::NotImplemented(_)) => {
+                tracing::error!(%view, error = %e, "stream worker cannot run in this build");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(%view, error = %e, "stream worker cannot start; retrying");
                 if tokio::time::timeout(backoff, stop.changed()).await.is_ok() {
@@ -129,7 +155,7 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
         if !batch.is_empty() {
             let mut backoff = Duration::from_millis(100);
             loop {
-                let offline = writes_offline_now(&store, &view).then_some(&mut pending);
+                let offline = writes_offline_now(&store, &view).await.then_some(&mut pending);
                 match process_batch(&store, &view, &batch, sink.as_ref(), offline, &mut schemas).await {
                     Ok(outcome) => {
                         tracing::debug!(%view, ?outcome, "micro-batch online");
@@ -148,7 +174,8 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
         }
         let due = last_flush.elapsed() >= flush_every || pending.rows >= cfg.max_batch_events.max(1) * 20;
         if due && !uncommitted.is_empty() {
-            if let Err(e) = flush_and_commit(&store, &view, &mut pending, &mut schemas, &mut source, &uncommitted).await
+            if let Err(e) =
+                flush_and_commit(&store, &view, &mut pending, &mut schemas, source.as_mut(), &uncommitted).await
             {
                 tracing::warn!(%view, error = %e, "flushing the offline copy failed; retrying");
                 continue;
@@ -175,7 +202,7 @@ pub fn spawn_all(store: Arc<FeatureStore>, poll: Duration, mut stop: watch::Rece
     tokio::spawn(async move {
         let mut running: BTreeMap<String, (Subscription, watch::Sender<bool>, JoinHandle<()>)> = BTreeMap::new();
         loop {
-            let Some(wanted) = subscriptions(&store) else {
+            let Some(wanted) = subscriptions(&store).await else {
                 if *stop.borrow() || tokio::time::timeout(poll, stop.changed()).await.is_ok() {
                     break;
                 }

@@ -2,6 +2,8 @@
 //! drop.
 
 #![allow(dead_code)]
+// Test processes and fixtures, outside the runtime.
+#![allow(clippy::disallowed_methods)]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
