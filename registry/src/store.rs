@@ -287,9 +287,9 @@ impl RegistryStore for FileRegistryStore {
                 message: if bytes.first().is_some_and(|b| !b.is_ascii_whitespace() && *b != b'{') {
                     // Feast writes its file registry as a protobuf message.
                     format!(
-                        "{e}: it is not a Larder registry (JSON) — a Feast registry (protobuf)? Larder keeps \
-                         its own registry: point `registry:` in feature_store.yaml at another file, or move \
-                         this one away and run `larder apply`"
+                        "{e}: it is not a Larder registry (JSON) — a Feast registry (protobuf) written \
+                         after Larder opened the repo? Restart Larder to serve it as Feast's, or run \
+                         `larder import-feast` to move it into a registry of Larder's own"
                     )
                 } else {
                     e.to_string()

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exporter;
 pub mod flight;
 pub mod grpc;
+mod import_feast;
 pub mod ingest;
 pub mod jobs;
 pub mod materialize;

@@ -129,6 +129,13 @@ enum Command {
     Stream,
     /// Delete the online data of every view and the registry.
     Teardown,
+    /// Copy the project's definitions and materialization record from a Feast registry file
+    /// (`registry.db`) into this repo's Larder registry, as one apply. Without it, Larder
+    /// serves a Feast registry found at `registry:` read-only, as Feast left it.
+    ImportFeast {
+        /// The Feast registry file.
+        registry: PathBuf,
+    },
     /// Inspect the registry.
     Registry {
         #[command(subcommand)]
@@ -285,6 +292,19 @@ async fn run(cli: Cli) -> Result<()> {
             }
             if let (false, Some(s)) = (outcome.plan.is_empty(), &outcome.state) {
                 println!("Registry version {} applied to project {}.", s.version, store.project());
+            }
+        }
+        Command::ImportFeast { registry } => {
+            let outcome = store.import_feast(&registry).await?;
+            print!("{}", outcome.plan);
+            match (&outcome.state, outcome.plan.is_empty()) {
+                (Some(s), false) => println!(
+                    "Imported {} into registry version {} of project {}.",
+                    registry.display(),
+                    s.version,
+                    store.project()
+                ),
+                _ => println!("\nNothing to import: the registry already holds these definitions."),
             }
         }
         Command::Materialize { start, end, views } => {

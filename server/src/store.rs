@@ -57,6 +57,8 @@ pub struct FeatureStore {
     limits: RequestLimits,
     transforms: Arc<crate::transform::Transforms>,
     auth: Option<Arc<crate::auth::Authenticator>>,
+    /// Feast's online layout when the registry is Feast's.
+    layout: online::Layout,
 }
 
 struct Prefetched(HashMap<String, std::result::Result<Vec<SourceColumn>, String>>);
@@ -70,6 +72,12 @@ impl SchemaLookup for Prefetched {
     }
 }
 
+/// Whether the registry file is Feast's (a protobuf `Registry`) rather than Larder's (JSON).
+#[allow(clippy::disallowed_methods, reason = "read once, when the repo is opened")]
+fn holds_feast_registry(path: &std::path::Path) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| larder_feast_model::is_feast_registry(&bytes))
+}
+
 /// Runs blocking `f` off the async worker where the runtime allows it (a multi-threaded
 /// runtime hands the worker's other tasks to another thread meanwhile), inline otherwise.
 fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
@@ -79,10 +87,18 @@ fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Opens the registry store a repo configures: a file, or Feast's SQL registry on SQLite or
-/// PostgreSQL (each behind its cargo feature).
-fn open_registry(config: &RepoConfig) -> Result<Arc<dyn RegistryStore>> {
+/// Opens the registry store a repo configures: a file (Larder's own, or Feast's `registry.db`,
+/// read as Feast left it), or Feast's SQL registry on SQLite or PostgreSQL (each behind its
+/// cargo feature).
+fn open_registry(config: &RepoConfig, feast_registry: bool) -> Result<Arc<dyn RegistryStore>> {
     match config.registry.url.as_deref() {
+        None if feast_registry => {
+            tracing::info!(path = %config.registry.path.display(), "Reading Feast's registry (read-only).");
+            Ok(Arc::new(larder_feast_model::FeastFileRegistry::new(
+                &config.registry.path,
+                &config.project,
+            )))
+        }
         None => Ok(Arc::new(FileRegistryStore::new(&config.registry.path))),
         #[cfg(feature = "sqlite")]
         Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(larder_registry::SqliteRegistryStore::new(
@@ -109,7 +125,13 @@ impl FeatureStore {
 
     /// Builds a store from a loaded configuration.
     pub fn from_config(config: RepoConfig) -> Result<Self> {
-        let registry = open_registry(&config)?;
+        let feast_registry = config.registry.url.is_none() && holds_feast_registry(&config.registry.path);
+        let registry = open_registry(&config, feast_registry)?;
+        let layout = if feast_registry {
+            online::Layout::Feast
+        } else {
+            online::Layout::Larder
+        };
         let crate::config::OfflineStoreConfig::File(file_config) = &config.offline_store;
         let offline: Arc<dyn OfflineStore> = Arc::new(
             ParquetOfflineStore::new(&config.repo_dir).with_s3_endpoint(file_config.s3_endpoint_override.clone()),
@@ -133,6 +155,7 @@ impl FeatureStore {
             limits: RequestLimits::default(),
             transforms: Arc::new(crate::transform::Transforms::new(config_dir)),
             auth,
+            layout,
         })
     }
 
@@ -167,7 +190,7 @@ impl FeatureStore {
         if let Some(o) = self.online.get() {
             return Ok(Arc::clone(o));
         }
-        let store = online::open(&self.config)?;
+        let store = online::open(&self.config, self.layout)?;
         Ok(Arc::clone(self.online.get_or_init(|| store)))
     }
 

@@ -8,6 +8,8 @@ pub mod redis;
 pub mod rocksdb;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "sqlite")]
+pub mod sqlite_feast;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -58,9 +60,23 @@ pub trait OnlineStore: Debug + Send + Sync {
     async fn health(&self) -> Result<()>;
 }
 
-/// Opens the online store a repo configures. A backend whose cargo feature was off at build
-/// time is a 501 naming the feature.
-pub fn open(config: &RepoConfig) -> Result<Arc<dyn OnlineStore>> {
+/// How rows are laid out in the online store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Larder's own (one encoded row per entity key and view).
+    #[default]
+    Larder,
+    /// Feast's, as Feast 0.67 materializes it (serving a Feast deployment as it is; chosen
+    /// when the registry is Feast's). The SQLite store has it.
+    Feast,
+}
+
+/// Opens the online store a repo configures, in `layout`. A backend whose cargo feature was
+/// off at build time is a 501 naming the feature.
+pub fn open(config: &RepoConfig, layout: Layout) -> Result<Arc<dyn OnlineStore>> {
+    if layout == Layout::Feast {
+        return open_feast_layout(config);
+    }
     match &config.online_store {
         #[cfg(feature = "rocksdb")]
         OnlineStoreConfig::Rocksdb(c) => Ok(Arc::new(rocksdb::RocksDbOnlineStore::open(
@@ -81,6 +97,21 @@ pub fn open(config: &RepoConfig) -> Result<Arc<dyn OnlineStore>> {
         )),
         #[allow(unreachable_patterns)]
         other => Err(Error::not_built(other.feature(), "online_store")),
+    }
+}
+
+/// Feast's layout of the configured store.
+fn open_feast_layout(config: &RepoConfig) -> Result<Arc<dyn OnlineStore>> {
+    match &config.online_store {
+        #[cfg(feature = "sqlite")]
+        OnlineStoreConfig::Sqlite(c) => Ok(Arc::new(sqlite_feast::FeastSqliteOnlineStore::open(
+            &config.resolve_path(&c.path),
+        )?)),
+        OnlineStoreConfig::Rocksdb(_) => Ok(open(config, Layout::Larder)?),
+        other => Err(Error::NotImplemented(format!(
+            "serving a Feast registry from Feast's {} online layout (only Feast's SQLite layout is read so far;              `larder import-feast` and a materialization move the data to Larder's layout)",
+            other.feature()
+        ))),
     }
 }
 
@@ -106,7 +137,7 @@ mod tests {
         )
         .unwrap();
         let config = crate::config::RepoConfig::load(dir.path()).unwrap();
-        let err = super::open(&config).unwrap_err();
+        let err = super::open(&config, super::Layout::Larder).unwrap_err();
         assert_eq!(err.status(), 501);
         assert!(err.to_string().contains("`rocksdb` feature"), "{err}");
     }

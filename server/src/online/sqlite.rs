@@ -56,21 +56,30 @@ fn db_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!("online store {}: {e}", path.display()))
 }
 
-impl SqliteOnlineStore {
-    /// Opens (creating if needed) the database file at `path`.
-    #[allow(clippy::disallowed_methods, reason = "opened once, on first use")]
-    pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| db_error(path, format!("cannot create {}: {e}", dir.display())))?;
-        }
-        let conn = Connection::open(path).map_err(|e| db_error(path, e))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(|e| db_error(path, e))?;
+/// Opens (creating if needed) a SQLite database file shared with other processes, with a busy
+/// timeout; with `wal`, in WAL mode (readers do not block the writer) with
+/// `synchronous = NORMAL` (a setting stored in the file).
+#[allow(clippy::disallowed_methods, reason = "opened once, on first use")]
+pub(crate) fn connect(path: &Path, wal: bool) -> Result<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| db_error(path, format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let conn = Connection::open(path).map_err(|e| db_error(path, e))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(|e| db_error(path, e))?;
+    if wal {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| db_error(path, e))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| db_error(path, e))?;
+    }
+    Ok(conn)
+}
+
+impl SqliteOnlineStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = connect(path, true)?;
         conn.execute_batch(SCHEMA).map_err(|e| db_error(path, e))?;
         Ok(SqliteOnlineStore {
             conn: Arc::new(Mutex::new(conn)),

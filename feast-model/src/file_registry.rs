@@ -1,0 +1,162 @@
+//! Feast's file registry (`registry.db`: one serialized `feast.core.Registry`) as a read-only
+//! [`RegistryStore`]: Larder serves a Feast deployment's definitions and materialization
+//! record as Feast left them, and re-reads the file when Feast changes it (`feast apply`,
+//! `feast materialize`). Larder writes nothing into it: an apply, a materialization record or
+//! a teardown is refused, naming `larder import-feast`, which copies the definitions into a
+//! registry of Larder's own.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the registry stores are synchronous by contract"
+)]
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use larder_registry::{
+    Applied, Error, MaterializationInterval, Plan, RegistryDoc, RegistryState, RegistryStore, Result, VersionInfo,
+};
+use prost::Message;
+
+use crate::convert::{materializations, registry_doc};
+use crate::proto::core::Registry;
+
+/// Whether `bytes` (a registry file's content) is a Feast registry rather than Larder's JSON:
+/// it decodes as a `Registry` message and does not start like a JSON document.
+pub fn is_feast_registry(bytes: &[u8]) -> bool {
+    let json_like = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    !bytes.is_empty() && !json_like && Registry::decode(bytes).is_ok()
+}
+
+/// A Feast registry file, read for one project.
+#[derive(Debug, Clone)]
+pub struct FeastFileRegistry {
+    path: PathBuf,
+    project: String,
+}
+
+impl FeastFileRegistry {
+    /// The registry in `path`, for `project`.
+    pub fn new(path: impl Into<PathBuf>, project: &str) -> Self {
+        FeastFileRegistry {
+            path: path.into(),
+            project: project.to_string(),
+        }
+    }
+
+    /// The registry file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The decoded registry message; `None` when the file does not exist.
+    pub fn read(&self) -> Result<Option<Registry>> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        Registry::decode(bytes.as_slice())
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                path: self.path.clone(),
+                message: format!("not a Feast registry: {e}"),
+            })
+    }
+
+    fn refused(&self, what: &str) -> Error {
+        Error::Refused(format!(
+            "{} is Feast's registry, which Larder only reads: {what} is refused. Change it with `feast apply`, \
+             or move to a registry of Larder's own with `larder import-feast {}` (then point `registry:` at it)",
+            self.path.display(),
+            self.path.display()
+        ))
+    }
+
+    fn updated_at(registry: &Registry) -> DateTime<Utc> {
+        registry
+            .last_updated
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+            .unwrap_or(DateTime::UNIX_EPOCH)
+    }
+
+    fn state(&self, registry: &Registry) -> Result<RegistryState> {
+        let doc = registry_doc(registry, &self.project).map_err(|e| Error::Corrupt {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(RegistryState {
+            version: 1,
+            applied_at: Self::updated_at(registry),
+            doc,
+            materializations: materializations(registry, &self.project),
+        })
+    }
+}
+
+impl RegistryStore for FeastFileRegistry {
+    fn load(&self) -> Result<Option<RegistryState>> {
+        self.read()?.map(|r| self.state(&r)).transpose()
+    }
+
+    fn apply(&self, _: RegistryDoc, _: &str, _: &(dyn Fn(&Plan) -> Result<()> + Sync)) -> Result<Applied> {
+        Err(self.refused("an apply"))
+    }
+
+    fn record_materialization(&self, _: &str, _: MaterializationInterval) -> Result<()> {
+        Err(self.refused("recording a materialization"))
+    }
+
+    fn history(&self) -> Result<Vec<VersionInfo>> {
+        Ok(self
+            .read()?
+            .map(|r| VersionInfo {
+                version: 1,
+                applied_at: Self::updated_at(&r),
+                applied_by: "feast".into(),
+                changes: vec![format!("Feast registry {}", self.path.display())],
+            })
+            .into_iter()
+            .collect())
+    }
+
+    fn version(&self, version: u64) -> Result<(VersionInfo, RegistryDoc)> {
+        let registry = self.read()?.ok_or(Error::NoSuchVersion(version))?;
+        if version != 1 {
+            return Err(Error::NoSuchVersion(version));
+        }
+        let info = self.history()?.pop().ok_or(Error::NoSuchVersion(version))?;
+        Ok((info, self.state(&registry)?.doc))
+    }
+
+    fn change_token(&self) -> Result<Option<u128>> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) => {
+                let modified = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                Ok(Some(modified ^ (u128::from(m.len()) << 96)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(Error::Io {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn delete(&self) -> Result<()> {
+        Err(self.refused("a teardown"))
+    }
+}

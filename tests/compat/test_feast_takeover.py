@@ -1,0 +1,128 @@
+"""Taking over a running Feast deployment: Feast 0.67 (from PyPI) applies and materializes the
+`feast init` template itself, writing its protobuf registry (`data/registry.db`) and its SQLite
+online tables; Larder, started on that same repo with nothing changed, serves the same online
+values and training sets — beside Feast's own server, without re-applying or re-materializing —
+and writes nothing into Feast's files. `larder import-feast` then moves the definitions and the
+materialization record into a Larder registry."""
+
+import json
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from compat.test_feast_repos import (  # noqa: F401  (fixtures)
+    END, FEATURES, HISTORICAL, ONLINE_REQUEST, SERVICE_REQUEST, START, assert_online_equal, assert_training_equal,
+    copy_repo, entity_df, feast_cli, feast_python, iso, run, template,
+)
+from conftest import Larder, Server, free_port
+
+FEAST_FILES = ("registry.db", "online_store.db")
+
+
+def feast_deployment(template, feast_python, root: Path) -> Path:
+    """The template applied and materialized by Feast itself."""
+    repo = copy_repo(template, root / "repo")
+    cli = feast_cli(feast_python)
+    run([cli, "apply"], cwd=repo)
+    run([cli, "materialize", iso(START), iso(END)], cwd=repo)
+    return repo
+
+
+def feast_bytes(repo: Path) -> dict:
+    return {n: (repo / "data" / n).read_bytes() for n in FEAST_FILES}
+
+
+def test_larder_serves_a_feast_deployment_as_feast_left_it(template, feast_python, tmp_path):
+    repo = feast_deployment(template, feast_python, tmp_path)
+    cli = feast_cli(feast_python)
+    edf = entity_df(tmp_path / "entity_df.parquet")
+    want_training = tmp_path / "feast_training.parquet"
+    run([feast_python, "-c", HISTORICAL, repo, edf, want_training, ",".join(FEATURES)], cwd=repo)
+    before = feast_bytes(repo)
+
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    server = Server(larder)
+    # Feast's own server on the same repo at the same time: a migration serves from both.
+    port = free_port()
+    log = open(tmp_path / "feast_serve.log", "w")
+    feast = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=repo, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        from compat.test_feast_repos import post, wait_http
+
+        feast_url = f"http://127.0.0.1:{port}"
+        wait_http(feast_url, feast, tmp_path / "feast_serve.log")
+        for body in (ONLINE_REQUEST, SERVICE_REQUEST):
+            got = server.online(body).json()
+            want = post(feast_url, body)
+            assert_online_equal(got, want)
+        present = [s for c in server.online(ONLINE_REQUEST).json()["results"][1:] for s in c["statuses"]]
+        assert present.count("PRESENT") >= 5, present
+
+        from larder import FeatureStore
+
+        training = FeatureStore(url=server.url).get_historical_features(
+            entity_df=pd.read_parquet(edf), features=FEATURES).to_df()
+        assert_training_equal(training, pd.read_parquet(want_training))
+
+        # The registry Larder serves is Feast's: its objects, by name, are Feast's own listing.
+        listing = subprocess.run([feast_python, "-c", (
+            "import json; from feast import FeatureStore; s = FeatureStore('.');"
+            "print(json.dumps({'views': sorted(v.name for v in s.list_all_feature_views()),"
+            " 'odfvs': sorted(v.name for v in s.list_on_demand_feature_views()),"
+            " 'services': sorted(f.name for f in s.list_feature_services()),"
+            " 'entities': sorted(e.name for e in s.list_entities())}))")],
+            cwd=repo, capture_output=True, text=True, check=True)
+        feast_names = json.loads(listing.stdout.strip().splitlines()[-1])
+        doc = json.loads(larder.run("registry", "dump").stdout)
+        assert sorted(v["name"] for v in doc["feature_views"]) == \
+            sorted(set(feast_names["views"]) - set(feast_names["odfvs"]))
+        assert sorted(v["name"] for v in doc["on_demand_feature_views"]) == feast_names["odfvs"]
+        assert sorted(f["name"] for f in doc["feature_services"]) == feast_names["services"]
+        assert sorted(e["name"] for e in doc["entities"]) == [e for e in feast_names["entities"] if e != "__dummy"]
+    finally:
+        server.stop()
+        feast.terminate()
+        feast.wait(timeout=30)
+    assert feast_bytes(repo) == before, "Larder wrote into Feast's registry or online store"
+
+    # Changing a Feast registry is Feast's job: Larder refuses and says what to do instead.
+    p = larder.run("apply", check=False)
+    assert p.returncode != 0 and "import-feast" in p.stderr, p.stderr
+    assert feast_bytes(repo) == before
+
+
+def test_import_feast_moves_definitions_and_materializations_to_larder(template, feast_python, tmp_path):
+    feast_repo = feast_deployment(template, feast_python, tmp_path / "feast")
+    # What Larder registers for the same Python files itself.
+    own = copy_repo(template, tmp_path / "own")
+    own_larder = Larder(own)
+    own_larder.env["LARDER_PYTHON"] = feast_python
+    own_larder.run("apply")
+    own_doc = json.loads(own_larder.run("registry", "dump").stdout)
+
+    repo = copy_repo(template, tmp_path / "moved")
+    cfg = repo / "feature_store.yaml"
+    cfg.write_text(cfg.read_text().replace("registry: data/registry.db", "registry: data/larder_registry.json"))
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    # Importing onto the Feast file itself is refused.
+    same = Larder(feast_repo)
+    p = same.run("import-feast", feast_repo / "data" / "registry.db", check=False)
+    assert p.returncode != 0 and "registry" in p.stderr, p.stderr
+
+    out = larder.run("import-feast", feast_repo / "data" / "registry.db").stdout
+    assert "Imported" in out and "Created feature view driver_hourly_stats" in out, out
+    history = larder.run("registry", "history").stdout
+    assert "version 1" in history and "import-feast" in history, history
+    # Feast's registry, converted, is what Larder's own apply of the same files registers.
+    assert json.loads(larder.run("registry", "dump").stdout) == own_doc
+
+    # materialize-incremental continues where Feast's `materialize` ended (without Feast's
+    # record it would start at END - ttl, a day earlier).
+    later = END + timedelta(hours=1)
+    out = larder.run("materialize-incremental", iso(later)).stdout
+    line = next(x for x in out.splitlines() if x.startswith("driver_hourly_stats:"))
+    assert f"from {END.isoformat()} to {later.isoformat()}" in line, out
