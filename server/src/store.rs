@@ -53,12 +53,34 @@ pub struct FeatureStore {
     registry: Arc<dyn RegistryStore>,
     offline: Arc<dyn OfflineStore>,
     online: OnceLock<Arc<dyn OnlineStore>>,
-    cache: RwLock<Option<(Option<u128>, Arc<RegistryState>)>>,
+    cache: Cache,
     limits: RequestLimits,
     transforms: Arc<crate::transform::Transforms>,
     auth: Option<Arc<crate::auth::Authenticator>>,
     /// Feast's online layout when the registry is Feast's.
     layout: online::Layout,
+}
+
+/// The registry state last read, with the change token it was read at.
+type Cache = Arc<RwLock<Option<(Option<u128>, Arc<RegistryState>)>>>;
+
+/// Feature names from the cached registry state (for Feast's Redis layout).
+struct CachedViews(Cache);
+
+impl online::ViewFeatures for CachedViews {
+    fn features(&self, view: &str) -> Result<Option<Vec<String>>> {
+        let guard = self
+            .0
+            .read()
+            .map_err(|_| Error::Internal("the registry cache lock is poisoned".into()))?;
+        let (_, state) = guard
+            .as_ref()
+            .ok_or_else(|| Error::Unavailable("the registry has not been read yet".into()))?;
+        Ok(state
+            .doc
+            .feature_view(view)
+            .map(|v| v.features.iter().map(|f| f.name.clone()).collect()))
+    }
 }
 
 struct Prefetched(HashMap<String, std::result::Result<Vec<SourceColumn>, String>>);
@@ -127,8 +149,9 @@ impl FeatureStore {
     pub fn from_config(config: RepoConfig) -> Result<Self> {
         let feast_registry = config.registry.url.is_none() && holds_feast_registry(&config.registry.path);
         let registry = open_registry(&config, feast_registry)?;
+        let cache = Cache::default();
         let layout = if feast_registry {
-            online::Layout::Feast
+            online::Layout::Feast(Arc::new(CachedViews(Arc::clone(&cache))))
         } else {
             online::Layout::Larder
         };
@@ -151,7 +174,7 @@ impl FeatureStore {
             registry,
             offline,
             online: OnceLock::new(),
-            cache: RwLock::new(None),
+            cache,
             limits: RequestLimits::default(),
             transforms: Arc::new(crate::transform::Transforms::new(config_dir)),
             auth,
@@ -190,7 +213,7 @@ impl FeatureStore {
         if let Some(o) = self.online.get() {
             return Ok(Arc::clone(o));
         }
-        let store = online::open(&self.config, self.layout)?;
+        let store = online::open(&self.config, &self.layout)?;
         Ok(Arc::clone(self.online.get_or_init(|| store)))
     }
 

@@ -1,6 +1,6 @@
 """Taking over a running Feast deployment: Feast 0.67 (from PyPI) applies and materializes the
 `feast init` template itself, writing its protobuf registry (`data/registry.db`) and its SQLite
-online tables; Larder, started on that same repo with nothing changed, serves the same online
+online tables (or its Redis hashes); Larder, started on that same repo with nothing changed, serves the same online
 values and training sets — beside Feast's own server, without re-applying or re-materializing —
 and writes nothing into Feast's files. `larder import-feast` then moves the definitions and the
 materialization record into a Larder registry."""
@@ -11,10 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+import requests
 
 from compat.test_feast_repos import (  # noqa: F401  (fixtures)
     END, FEATURES, HISTORICAL, ONLINE_REQUEST, SERVICE_REQUEST, START, assert_online_equal, assert_training_equal,
-    copy_repo, entity_df, feast_cli, feast_python, iso, run, template,
+    columns, copy_repo, entity_df, feast_cli, feast_python, iso, run, template,
 )
 from conftest import Larder, Server, free_port
 
@@ -126,3 +127,76 @@ def test_import_feast_moves_definitions_and_materializations_to_larder(template,
     out = larder.run("materialize-incremental", iso(later)).stdout
     line = next(x for x in out.splitlines() if x.startswith("driver_hourly_stats:"))
     assert f"from {END.isoformat()} to {later.isoformat()}" in line, out
+
+
+READ_RIDERS = """
+import json, sys
+from feast import FeatureStore
+s = FeatureStore(repo_path=sys.argv[1])
+print("RESULT " + json.dumps(s.get_online_features(
+    features=["rider_stats:score", "rider_stats:city", "rider_stats:rides"],
+    entity_rows=[{"rider_id": r} for r in (1, 4242)]).to_dict()))
+"""
+
+
+REDIS_DIGEST = """
+import hashlib, sys
+import redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+h = hashlib.sha256()
+keys = sorted(r.scan_iter(count=1000))
+for k in keys:
+    h.update(k)
+    for f, v in sorted(r.hgetall(k).items()):
+        h.update(f + b"=" + v)
+print("RESULT", len(keys), h.hexdigest())
+"""
+
+
+def redis_state(feast_python, redis) -> str:
+    """The number of keys of the Redis database and a digest of every hash (redis-py from
+    Feast's virtualenv)."""
+    p = run([feast_python, "-c", REDIS_DIGEST, redis.port], cwd=".")
+    return next(x for x in p.stdout.splitlines() if x.startswith("RESULT "))
+
+
+def test_larder_serves_and_writes_feasts_redis_layout(feast_python, tmp_path):
+    from compat.test_feast_repos import RIDER_REQUEST, RIDERS, feast_serve, redis_repo
+    from conftest import RedisServer
+
+    redis = RedisServer(tmp_path)
+    try:
+        repo = redis_repo(tmp_path / "repo", redis.port)
+        cli = feast_cli(feast_python)
+        run([cli, "apply"], cwd=repo)
+        run([cli, "materialize", iso(START), iso(END)], cwd=repo)
+        service = {"feature_service": "rider_service", "entities": {"rider_id": RIDERS}}
+        want, want_service = feast_serve(cli, repo, RIDER_REQUEST, service)
+        before = redis_state(feast_python, redis)
+        assert not before.startswith("RESULT 0 "), "Feast materialized nothing into Redis"
+
+        larder = Larder(repo)
+        # Served as Feast's Python server serves (ttl not enforced online).
+        larder.env["LARDER_ONLINE_TTL"] = "ignore"
+        server = Server(larder)
+        try:
+            # Feast's Redis store answers an unknown key PRESENT with a null: the one accepted case.
+            assert_online_equal(server.online(RIDER_REQUEST).json(), want, redis_missing_present=True)
+            assert_online_equal(server.online(service).json(), want_service, redis_missing_present=True)
+            assert redis_state(feast_python, redis) == before, "reading wrote into Feast's Redis"
+            # What Larder writes, in Feast's layout, Feast reads.
+            r = requests.post(server.url + "/write-to-online-store", json={
+                "feature_view_name": "rider_stats",
+                "df": {"rider_id": [4242], "event_timestamp": [iso(END)], "score": [0.125], "city": ["brest"],
+                       "rides": [9]}}, timeout=30)
+            assert r.status_code == 200, r.text
+        finally:
+            server.stop()
+        p = run([feast_python, "-c", READ_RIDERS, repo], cwd=repo)
+        got = json.loads(next(x for x in p.stdout.splitlines() if x.startswith("RESULT "))[7:])
+        assert got["rider_id"] == [1, 4242]
+        assert got["score"][1] == 0.125 and got["city"][1] == "brest" and got["rides"][1] == 9, got
+        # ... and Feast's own value for rider 1 is untouched.
+        assert got["score"][0] == columns(want)["score"]["values"][0], got
+    finally:
+        redis.stop()

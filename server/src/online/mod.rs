@@ -4,6 +4,8 @@
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+pub mod redis_feast;
 #[cfg(feature = "rocksdb")]
 pub mod rocksdb;
 #[cfg(feature = "sqlite")]
@@ -60,22 +62,39 @@ pub trait OnlineStore: Debug + Send + Sync {
     async fn health(&self) -> Result<()>;
 }
 
+/// The feature names of a view, as the served registry has them (Feast's Redis layout names
+/// its fields by hashes of them).
+pub trait ViewFeatures: Send + Sync {
+    /// The view's feature names; `None` for a view the registry does not have.
+    fn features(&self, view: &str) -> Result<Option<Vec<String>>>;
+}
+
 /// How rows are laid out in the online store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub enum Layout {
     /// Larder's own (one encoded row per entity key and view).
     #[default]
     Larder,
     /// Feast's, as Feast 0.67 materializes it (serving a Feast deployment as it is; chosen
-    /// when the registry is Feast's). The SQLite store has it.
-    Feast,
+    /// when the registry is Feast's), with the registry's feature names. The SQLite and Redis
+    /// stores have it.
+    Feast(Arc<dyn ViewFeatures>),
+}
+
+impl std::fmt::Debug for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layout::Larder => "Larder",
+            Layout::Feast(_) => "Feast",
+        })
+    }
 }
 
 /// Opens the online store a repo configures, in `layout`. A backend whose cargo feature was
 /// off at build time is a 501 naming the feature.
-pub fn open(config: &RepoConfig, layout: Layout) -> Result<Arc<dyn OnlineStore>> {
-    if layout == Layout::Feast {
-        return open_feast_layout(config);
+pub fn open(config: &RepoConfig, layout: &Layout) -> Result<Arc<dyn OnlineStore>> {
+    if let Layout::Feast(views) = layout {
+        return open_feast_layout(config, Arc::clone(views));
     }
     match &config.online_store {
         #[cfg(feature = "rocksdb")]
@@ -101,15 +120,24 @@ pub fn open(config: &RepoConfig, layout: Layout) -> Result<Arc<dyn OnlineStore>>
 }
 
 /// Feast's layout of the configured store.
-fn open_feast_layout(config: &RepoConfig) -> Result<Arc<dyn OnlineStore>> {
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+fn open_feast_layout(config: &RepoConfig, views: Arc<dyn ViewFeatures>) -> Result<Arc<dyn OnlineStore>> {
     match &config.online_store {
         #[cfg(feature = "sqlite")]
         OnlineStoreConfig::Sqlite(c) => Ok(Arc::new(sqlite_feast::FeastSqliteOnlineStore::open(
             &config.resolve_path(&c.path),
         )?)),
-        OnlineStoreConfig::Rocksdb(_) => Ok(open(config, Layout::Larder)?),
+        #[cfg(feature = "redis")]
+        OnlineStoreConfig::Redis(c) => Ok(Arc::new(redis_feast::FeastRedisOnlineStore::new(
+            redis::RedisOnlineStore::open(c).map_err(config_error(config))?,
+            views,
+        ))),
+        // Feast has no RocksDB store: Larder's own layout.
+        OnlineStoreConfig::Rocksdb(_) => open(config, &Layout::Larder),
+        #[allow(unreachable_patterns)]
         other => Err(Error::NotImplemented(format!(
-            "serving a Feast registry from Feast's {} online layout (only Feast's SQLite layout is read so far;              `larder import-feast` and a materialization move the data to Larder's layout)",
+            "serving a Feast registry from Feast's {} online layout (Feast's SQLite and Redis layouts are read; \
+             `larder import-feast` and a materialization move the data to Larder's layout)",
             other.feature()
         ))),
     }
@@ -137,7 +165,7 @@ mod tests {
         )
         .unwrap();
         let config = crate::config::RepoConfig::load(dir.path()).unwrap();
-        let err = super::open(&config, super::Layout::Larder).unwrap_err();
+        let err = super::open(&config, &super::Layout::Larder).unwrap_err();
         assert_eq!(err.status(), 501);
         assert!(err.to_string().contains("`rocksdb` feature"), "{err}");
     }

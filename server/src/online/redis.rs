@@ -322,6 +322,11 @@ impl RedisOnlineStore {
         })
     }
 
+    /// `key_ttl_seconds`, when set.
+    pub(crate) fn key_ttl_seconds(&self) -> Option<u64> {
+        Some(self.key_ttl_ms / 1000).filter(|s| *s > 0)
+    }
+
     fn unavailable(&self, what: &str, e: impl Display) -> Error {
         Error::Unavailable(format!("redis online store at {}: {what} failed: {e}", self.describe))
     }
@@ -347,7 +352,7 @@ impl RedisOnlineStore {
     }
 
     /// Runs `cmd` and decodes its answer.
-    async fn query<T: redis::FromRedisValue>(&self, what: &str, cmd: &redis::Cmd) -> Result<T> {
+    pub(crate) async fn query<T: redis::FromRedisValue>(&self, what: &str, cmd: &redis::Cmd) -> Result<T> {
         match &self.conn {
             Conn::Single(m) => {
                 let mut c = m.clone();
