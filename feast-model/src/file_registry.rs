@@ -18,7 +18,7 @@ use larder_registry::{
 };
 use prost::Message;
 
-use crate::convert::{materializations, registry_doc};
+use crate::convert::{materializations, registry_doc, ConvertError};
 use crate::proto::core::Registry;
 
 /// Whether `bytes` (a registry file's content) is a Feast registry rather than Larder's JSON:
@@ -81,26 +81,31 @@ impl FeastFileRegistry {
         ))
     }
 
-    fn updated_at(registry: &Registry) -> DateTime<Utc> {
-        registry
-            .last_updated
-            .as_ref()
-            .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
-            .unwrap_or(DateTime::UNIX_EPOCH)
-    }
-
     fn state(&self, registry: &Registry) -> Result<RegistryState> {
-        let doc = registry_doc(registry, &self.project).map_err(|e| Error::Corrupt {
+        state_of(registry, &self.project).map_err(|e| Error::Corrupt {
             path: self.path.clone(),
             message: e.to_string(),
-        })?;
-        Ok(RegistryState {
-            version: 1,
-            applied_at: Self::updated_at(registry),
-            doc,
-            materializations: materializations(registry, &self.project),
         })
     }
+}
+
+/// When a Feast registry was last changed (the epoch when it does not say).
+pub(crate) fn updated_at(registry: &Registry) -> DateTime<Utc> {
+    registry
+        .last_updated
+        .as_ref()
+        .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// A Feast registry as the one version Larder serves of it.
+pub(crate) fn state_of(registry: &Registry, project: &str) -> std::result::Result<RegistryState, ConvertError> {
+    Ok(RegistryState {
+        version: 1,
+        applied_at: updated_at(registry),
+        doc: registry_doc(registry, project)?,
+        materializations: materializations(registry, project),
+    })
 }
 
 impl RegistryStore for FeastFileRegistry {
@@ -121,7 +126,7 @@ impl RegistryStore for FeastFileRegistry {
             .read()?
             .map(|r| VersionInfo {
                 version: 1,
-                applied_at: Self::updated_at(&r),
+                applied_at: updated_at(&r),
                 applied_by: "feast".into(),
                 changes: vec![format!("Feast registry {}", self.path.display())],
             })

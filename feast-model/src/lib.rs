@@ -8,11 +8,14 @@
 //! - [`value`]: Feast's `Value` and `EntityKey` messages as Larder's values.
 //! - [`file_registry`]: Feast's file registry (`registry.db`) as a read-only
 //!   [`larder_registry::RegistryStore`], so Larder serves a Feast deployment's definitions as
-//!   they are.
+//!   they are; with the `postgres` feature, [`sql_registry`] does the same for Feast's SQL
+//!   registry in PostgreSQL.
 
 pub mod convert;
 pub mod file_registry;
 pub mod proto;
+#[cfg(feature = "postgres")]
+pub mod sql_registry;
 pub mod value;
 
 pub use convert::{registry_doc, ConvertError};

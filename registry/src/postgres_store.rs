@@ -108,6 +108,17 @@ impl PostgresRegistryStore {
         })
     }
 
+    /// Runs `f` on this store's connection (for readers of other tables in the same database,
+    /// such as Feast's own SQL registry); errors of `f` should be [`Error::Database`].
+    pub fn with_connection<T: Send>(&self, f: impl FnOnce(&mut Client) -> Result<T> + Send) -> Result<T> {
+        self.with_client(f)
+    }
+
+    /// Where the database is, for messages (never the password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
     /// Locks this project's registry for the rest of the transaction.
     fn lock(&self, tx: &mut Transaction<'_>) -> Result<()> {
         tx.execute(

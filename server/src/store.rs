@@ -110,33 +110,51 @@ fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// Opens the registry store a repo configures: a file (Larder's own, or Feast's `registry.db`,
-/// read as Feast left it), or Feast's SQL registry on SQLite or PostgreSQL (each behind its
-/// cargo feature).
-fn open_registry(config: &RepoConfig, feast_registry: bool) -> Result<Arc<dyn RegistryStore>> {
+/// read as Feast left it), or a SQL registry on SQLite or PostgreSQL (each behind its cargo
+/// feature; on PostgreSQL, Feast's own SQL registry is read when the database holds it and no
+/// Larder registry). Also says whether the registry is Feast's (then the online store is read
+/// in Feast's layout).
+fn open_registry(config: &RepoConfig) -> Result<(Arc<dyn RegistryStore>, bool)> {
     match config.registry.url.as_deref() {
-        None if feast_registry => {
+        None if holds_feast_registry(&config.registry.path) => {
             tracing::info!(path = %config.registry.path.display(), "Reading Feast's registry (read-only).");
-            Ok(Arc::new(larder_feast_model::FeastFileRegistry::new(
+            let store = larder_feast_model::FeastFileRegistry::new(&config.registry.path, &config.project);
+            Ok((Arc::new(store), true))
+        }
+        None => Ok((Arc::new(FileRegistryStore::new(&config.registry.path)), false)),
+        #[cfg(feature = "sqlite")]
+        Some(url) if url.starts_with("sqlite:") => Ok((
+            Arc::new(larder_registry::SqliteRegistryStore::new(
                 &config.registry.path,
                 &config.project,
-            )))
-        }
-        None => Ok(Arc::new(FileRegistryStore::new(&config.registry.path))),
-        #[cfg(feature = "sqlite")]
-        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(larder_registry::SqliteRegistryStore::new(
-            &config.registry.path,
-            &config.project,
-        ))),
+            )),
+            false,
+        )),
         #[cfg(not(feature = "sqlite"))]
         Some(url) if url.starts_with("sqlite:") => Err(Error::not_built("sqlite", "a SQL registry on SQLite")),
         #[cfg(feature = "postgres")]
-        Some(url) => Ok(Arc::new(larder_registry::PostgresRegistryStore::new(
-            url,
-            &config.project,
-        )?)),
+        Some(url) => open_postgres_registry(url, &config.project),
         #[cfg(not(feature = "postgres"))]
         Some(_) => Err(Error::not_built("postgres", "a SQL registry on PostgreSQL")),
     }
+}
+
+/// Larder's registry in PostgreSQL, or Feast's SQL registry in the same database when it holds
+/// the project and Larder's does not (decided once, when the repo is opened).
+#[cfg(feature = "postgres")]
+fn open_postgres_registry(url: &str, project: &str) -> Result<(Arc<dyn RegistryStore>, bool)> {
+    use larder_registry::PostgresRegistryStore;
+    let feast =
+        larder_feast_model::sql_registry::FeastSqlRegistry::new(PostgresRegistryStore::new(url, project)?, project);
+    match feast.is_feasts() {
+        Ok(true) => {
+            tracing::info!("Reading Feast's SQL registry (read-only).");
+            return Ok((Arc::new(feast), true));
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "Cannot tell whether the SQL registry is Feast's; using Larder's."),
+    }
+    Ok((Arc::new(PostgresRegistryStore::new(url, project)?), false))
 }
 
 impl FeatureStore {
@@ -147,8 +165,7 @@ impl FeatureStore {
 
     /// Builds a store from a loaded configuration.
     pub fn from_config(config: RepoConfig) -> Result<Self> {
-        let feast_registry = config.registry.url.is_none() && holds_feast_registry(&config.registry.path);
-        let registry = open_registry(&config, feast_registry)?;
+        let (registry, feast_registry) = open_registry(&config)?;
         let cache = Cache::default();
         let layout = if feast_registry {
             online::Layout::Feast(Arc::new(CachedViews(Arc::clone(&cache))))

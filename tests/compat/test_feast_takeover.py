@@ -1,5 +1,6 @@
 """Taking over a running Feast deployment: Feast 0.67 (from PyPI) applies and materializes the
-`feast init` template itself, writing its protobuf registry (`data/registry.db`) and its SQLite
+`feast init` template itself, writing its protobuf registry (`data/registry.db`, or its SQL
+registry in a PostgreSQL the test starts) and its SQLite
 online tables (or its Redis hashes); Larder, started on that same repo with nothing changed, serves the same online
 values and training sets — beside Feast's own server, without re-applying or re-materializing —
 and writes nothing into Feast's files. `larder import-feast` then moves the definitions and the
@@ -7,6 +8,7 @@ materialization record into a Larder registry."""
 
 import json
 import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -200,3 +202,57 @@ def test_larder_serves_and_writes_feasts_redis_layout(feast_python, tmp_path):
         assert got["score"][0] == columns(want)["score"]["values"][0], got
     finally:
         redis.stop()
+
+
+def test_larder_serves_feasts_sql_registry_in_postgres(template, feast_python, tmp_path):
+    """Feast's SQL registry (`registry_type: sql` on a PostgreSQL the test starts), applied and
+    materialized by Feast: Larder, on the same yaml, reads Feast's tables and serves Feast's
+    values; a `feast apply` that adds an object is seen by the running server."""
+    from compat.test_feast_repos import post, wait_http
+    from conftest import PostgresServer
+
+    pg = PostgresServer()
+    try:
+        repo = copy_repo(template, tmp_path / "repo")
+        cfg = repo / "feature_store.yaml"
+        text = cfg.read_text()
+        assert "registry: data/registry.db\n" in text
+        url = pg.url.replace("postgresql://larder@", "postgresql+psycopg://larder:unused@")
+        cfg.write_text(text.replace("registry: data/registry.db\n",
+                                    f"registry:\n    registry_type: sql\n    path: {url}\n    cache_ttl_seconds: 1\n"))
+        cli = feast_cli(feast_python)
+        run([cli, "apply"], cwd=repo)
+        run([cli, "materialize", iso(START), iso(END)], cwd=repo)
+        assert not (repo / "data" / "registry.db").exists()
+        port = free_port()
+        log = open(tmp_path / "feast_serve.log", "w")
+        feast = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=repo, stdout=log,
+                                 stderr=subprocess.STDOUT)
+        larder = Larder(repo)
+        larder.env["LARDER_PYTHON"] = feast_python
+        server = Server(larder)
+        try:
+            feast_url = f"http://127.0.0.1:{port}"
+            wait_http(feast_url, feast, tmp_path / "feast_serve.log")
+            for body in (ONLINE_REQUEST, SERVICE_REQUEST):
+                assert_online_equal(server.online(body).json(), post(feast_url, body))
+            # Feast changes its registry; Larder follows without a restart.
+            defs = repo / "feature_definitions.py"
+            defs.write_text(defs.read_text() + "\nfrom feast import ValueType\nextra_entity = Entity("
+                            "name='extra_entity', join_keys=['extra_id'], value_type=ValueType.INT64)\n")
+            run([cli, "apply"], cwd=repo)
+            deadline = time.time() + 15
+            while True:
+                names = [e["name"] for e in requests.get(server.url + "/registry", timeout=5).json()["doc"]["entities"]]
+                if "extra_entity" in names:
+                    break
+                assert time.time() < deadline, names
+                time.sleep(0.3)
+        finally:
+            server.stop()
+            feast.terminate()
+            feast.wait(timeout=30)
+        p = larder.run("apply", check=False)
+        assert p.returncode != 0 and "Feast's SQL registry" in p.stderr, p.stderr
+    finally:
+        pg.stop()
