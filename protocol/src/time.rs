@@ -59,19 +59,8 @@ pub fn to_nanos(t: DateTime<Utc>) -> i64 {
 /// Formats ns since the epoch as Feast's JSON does: no fraction, `.mmm`, `.uuuuuu` or
 /// `.nnnnnnnnn` depending on precision, always with `Z`.
 pub fn format_feast(nanos: i64) -> String {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let sub = nanos.rem_euclid(1_000_000_000) as u32;
-    let t = DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or_default();
-    let base = t.format("%Y-%m-%dT%H:%M:%S");
-    if sub == 0 {
-        format!("{base}Z")
-    } else if sub.is_multiple_of(1_000_000) {
-        format!("{base}.{:03}Z", sub / 1_000_000)
-    } else if sub.is_multiple_of(1_000) {
-        format!("{base}.{:06}Z", sub / 1_000)
-    } else {
-        format!("{base}.{sub:09}Z")
-    }
+    // AutoSi: no fraction for whole seconds, else 3, 6 or 9 digits, as Feast prints them.
+    DateTime::<Utc>::from_timestamp_nanos(nanos).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 #[cfg(test)]

@@ -41,6 +41,15 @@ pub enum Error {
     /// against the plan that would be recorded); nothing was recorded.
     #[error("{0}")]
     Refused(String),
+    /// The registry changed between reading a base and applying on top of it (another apply
+    /// came first); re-read and retry.
+    #[error("the registry changed since version {expected:?} was read (it is at {found:?} now)")]
+    Stale {
+        /// The version the caller built on.
+        expected: Option<u64>,
+        /// The version found under the lock.
+        found: Option<u64>,
+    },
     /// A version that is not in the history was asked for.
     #[error("registry version {0} does not exist")]
     NoSuchVersion(u64),

@@ -52,6 +52,11 @@ impl std::fmt::Display for Change {
 pub struct Plan {
     /// Changes, grouped by object type, sorted by name.
     pub changes: Vec<Change>,
+    /// The version the plan was made against (`None` before the first apply); set by the
+    /// stores under their lock, so a precondition can check that nothing was applied since the
+    /// caller read its base.
+    #[serde(skip)]
+    pub base_version: Option<u64>,
 }
 
 impl Plan {
@@ -192,5 +197,8 @@ pub fn diff(old: Option<&RegistryDoc>, new: &RegistryDoc) -> Plan {
         by_name(&new.feature_services, |s| &s.name),
         &mut changes,
     );
-    Plan { changes }
+    Plan {
+        changes,
+        base_version: None,
+    }
 }

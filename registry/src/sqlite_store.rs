@@ -267,7 +267,11 @@ mod tests {
         let token = b.change_token().unwrap();
         // The second handle plans against the version the first recorded.
         let second = b.apply(doc(&["e1", "e2"]), "bob", &|_| Ok(())).unwrap();
-        assert_eq!(second.plan, diff(Some(&doc(&["e1"])), &doc(&["e1", "e2"])));
+        assert_eq!(
+            second.plan.changes,
+            diff(Some(&doc(&["e1"])), &doc(&["e1", "e2"])).changes
+        );
+        assert_eq!(second.plan.base_version, Some(1));
         assert_ne!(a.change_token().unwrap(), token);
         assert!(!a.apply(doc(&["e1", "e2"]), "carol", &|_| Ok(())).unwrap().recorded);
         let refused = a.apply(doc(&["e3"]), "dan", &|_| Err(Error::Refused("no".into())));

@@ -196,7 +196,8 @@ pub(crate) fn plan_next(
     applied_by: &str,
     allow: &(dyn Fn(&Plan) -> Result<()> + Sync),
 ) -> Result<(Plan, Next)> {
-    let plan = crate::plan::diff(old.as_ref().map(|s| &s.doc), &doc);
+    let mut plan = crate::plan::diff(old.as_ref().map(|s| &s.doc), &doc);
+    plan.base_version = old.as_ref().map(|s| s.version);
     if plan.is_empty() {
         return Ok((plan, Next::Unchanged(old)));
     }
@@ -468,7 +469,9 @@ mod tests {
         });
         let applied = store.apply(d2.clone(), "bob", &|_| Ok(())).unwrap();
         assert!(applied.recorded);
-        assert_eq!(applied.plan, diff(Some(&d1), &d2));
+        assert_eq!(applied.plan.changes, diff(Some(&d1), &d2).changes);
+        // The plan says which version it was made against.
+        assert_eq!(applied.plan.base_version, Some(1));
         let again = store.apply(d2.clone(), "bob", &|_| Ok(())).unwrap();
         assert!(!again.recorded && again.plan.is_empty());
         let reopened = FileRegistryStore::new(&path);

@@ -416,16 +416,29 @@ pub struct RepoConfig {
     pub online_ttl: crate::serving::OnlineTtl,
 }
 
-/// Replaces `${VAR}` and `${VAR:-default}` with environment values.
+/// Replaces `${VAR}` and `${VAR:-default}` with environment values; an unset variable
+/// without a default is an error naming it. Comment lines (first non-blank character `#`) are
+/// left as they are: a commented-out setting never needs its variable.
 pub fn expand_env(text: &str) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            expand_line(line, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn expand_line(line: &str, out: &mut String) -> std::result::Result<(), String> {
+    let mut rest = line;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let end = after
             .find('}')
-            .ok_or_else(|| format!("unclosed `${{` in `{}`", &rest[start..]))?;
+            .ok_or_else(|| format!("unclosed `${{` in `{}`", rest[start..].trim_end()))?;
         let expr = &after[..end];
         let (name, default) = match expr.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
@@ -439,7 +452,7 @@ pub fn expand_env(text: &str) -> std::result::Result<String, String> {
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok(())
 }
 
 impl RepoConfig {
@@ -748,5 +761,8 @@ mod tests {
         assert_eq!(c.project, "from_env");
         assert_eq!(c.registry.path, PathBuf::from("/repo/data/r.json"));
         assert!(message("project: ${LARDER_TEST_UNSET_TOO}\n").contains("LARDER_TEST_UNSET_TOO"));
+        // A commented-out line does not need its variable.
+        let c = parse("project: p\n  # password: ${LARDER_TEST_UNSET_TOO}\n# ${ALSO_UNSET\n").unwrap();
+        assert_eq!(c.project, "p");
     }
 }

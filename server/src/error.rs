@@ -90,7 +90,7 @@ impl Error {
             Error::InvalidRequest { .. } => 422,
             Error::Registry(larder_registry::Error::Database { .. }) | Error::Unavailable(_) => 503,
             Error::Registry(larder_registry::Error::Invalid(_)) => 422,
-            Error::Registry(larder_registry::Error::Refused(_)) => 409,
+            Error::Registry(larder_registry::Error::Refused(_) | larder_registry::Error::Stale { .. }) => 409,
             Error::Registry(larder_registry::Error::NoSuchVersion(_)) => 404,
             Error::Config { .. } | Error::Registry(_) => 500,
             Error::NotImplemented(_) => 501,

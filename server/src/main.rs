@@ -441,7 +441,9 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                     None => {
                         println!("Arrow Flight on grpc://{}", flistener.local_addr()?);
-                        let incoming = tonic::transport::server::TcpIncoming::from(flistener);
+                        // No Nagle delay: a multi-segment gRPC answer would otherwise wait for the
+                        // client's delayed ACK (40 ms).
+                        let incoming = tonic::transport::server::TcpIncoming::from(flistener).with_nodelay(Some(true));
                         Some(tokio::spawn(async move {
                             tonic::transport::Server::builder()
                                 .add_service(svc)

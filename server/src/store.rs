@@ -338,6 +338,17 @@ impl FeatureStore {
     /// Validates and registers `doc` as a new version (when anything changed), and deletes the
     /// online data of views that no longer exist.
     pub async fn apply(&self, doc: RegistryDoc, applied_by: &str) -> Result<ApplyOutcome> {
+        self.apply_on(doc, applied_by, None).await
+    }
+
+    /// [`FeatureStore::apply`] of a document built on the registry at version `base` (`None`:
+    /// an empty registry): refused with `Stale` when another apply came in between, so that a
+    /// partial apply never drops what a concurrent one added (the caller re-reads and retries).
+    pub async fn apply_on_base(&self, doc: RegistryDoc, applied_by: &str, base: Option<u64>) -> Result<ApplyOutcome> {
+        self.apply_on(doc, applied_by, Some(base)).await
+    }
+
+    async fn apply_on(&self, doc: RegistryDoc, applied_by: &str, base: Option<Option<u64>>) -> Result<ApplyOutcome> {
         let doc = self.checked(doc).await?;
         // Removing a view deletes its online rows. When this process cannot reach the online
         // store (the embedded RocksDB store is held by a running `larder serve`), an apply that
@@ -346,6 +357,12 @@ impl FeatureStore {
         // that is recorded.
         let online: std::sync::Mutex<Option<Arc<dyn OnlineStore>>> = std::sync::Mutex::new(None);
         let allow = |plan: &larder_registry::Plan| -> larder_registry::Result<()> {
+            if let Some(expected) = base.filter(|b| *b != plan.base_version) {
+                return Err(larder_registry::Error::Stale {
+                    expected,
+                    found: plan.base_version,
+                });
+            }
             let deleted = plan.deleted_views();
             if deleted.is_empty() {
                 return Ok(());

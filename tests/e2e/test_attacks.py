@@ -494,3 +494,37 @@ def test_materialize_is_a_job(server):
     # The SDK waits for the job and returns its views.
     done = FeatureStore(url=server.url).materialize(NOW - timedelta(days=4), NOW, feature_views=["driver_stats"])
     assert done[0]["feature_view"] == "driver_stats" and done[0]["rows"] == 20
+
+
+# 13. Concurrent partial applies ------------------------------------------------------------------
+
+def test_concurrent_partial_applies_each_keep_what_the_others_added(solo):
+    """Feast's default apply is partial (objects not mentioned are kept). Several at once, each
+    adding its own entity: every entity is registered, none is dropped by an apply built on a
+    base that another one had already changed."""
+    s = Server(solo)
+    try:
+        before = requests.get(s.url + "/registry", timeout=10).json()
+        n = 8
+        start = threading.Barrier(n)
+        answers = [None] * n
+
+        def add(i):
+            body = {"partial": True, "definitions": {"project": "e2e_project", "entities": [
+                {"name": f"concurrent_{i}", "join_keys": [f"concurrent_{i}_id"], "value_type": "INT64"}]}}
+            start.wait()
+            answers[i] = s.post("/apply", body)
+
+        threads = [threading.Thread(target=add, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert all(a is not None and a.status_code == 200 for a in answers), [a and a.text for a in answers]
+        after = requests.get(s.url + "/registry", timeout=10).json()
+        names = {e["name"] for e in after["doc"]["entities"]}
+        assert {f"concurrent_{i}" for i in range(n)} <= names, sorted(names)
+        assert {e["name"] for e in before["doc"]["entities"]} <= names
+        assert after["version"] == before["version"] + n, (before["version"], after["version"])
+    finally:
+        s.stop()

@@ -117,20 +117,18 @@ pub async fn job(
     })
 }
 
-/// The document an apply or plan request asks for: the current one with the request's objects
-/// upserted and its deletions made (`partial`), or the request's alone.
-async fn requested_doc(state: &AppState, req: ApplyRequest) -> Result<RegistryDoc, Error> {
-    let mut doc = if req.partial {
-        state
-            .store
-            .on_registry(|r| r.load())
-            .await?
-            .map(|s| s.doc)
-            .unwrap_or_default()
+/// The document an apply or plan request asks for, and the version it was built on: the current
+/// one with the request's objects upserted and its deletions made (`partial`), or the request's
+/// alone (built on nothing: `None`).
+async fn requested_doc(state: &AppState, req: &ApplyRequest) -> Result<(RegistryDoc, Option<Option<u64>>), Error> {
+    let (mut doc, base) = if req.partial {
+        let current = state.store.on_registry(|r| r.load()).await?;
+        let base = current.as_ref().map(|s| s.version);
+        (current.map(|s| s.doc).unwrap_or_default(), Some(base))
     } else {
-        RegistryDoc::default()
+        (RegistryDoc::default(), None)
     };
-    doc.upsert(req.definitions);
+    doc.upsert(req.definitions.clone());
     for (kind, names) in &req.delete {
         for name in names {
             if !doc.remove(kind, name) {
@@ -141,8 +139,11 @@ async fn requested_doc(state: &AppState, req: ApplyRequest) -> Result<RegistryDo
             }
         }
     }
-    Ok(doc)
+    Ok((doc, base))
 }
+
+/// How often a partial apply re-reads its base when other applies keep coming first.
+const PARTIAL_APPLY_ATTEMPTS: u32 = 20;
 
 /// Validates and registers definitions as a new registry version.
 #[utoipa::path(post, path = "/apply", request_body = ApplyRequest, responses(
@@ -155,8 +156,23 @@ pub async fn apply(
 ) -> Result<Json<Value>, ApiError> {
     let req: ApplyRequest = parse_json(body, state.max_body_bytes())?;
     let by = req.applied_by.clone().unwrap_or_else(|| "http".into());
-    let doc = requested_doc(&state, req).await?;
-    let outcome = state.store.apply(doc, &by).await?;
+    let mut attempt = 1;
+    let outcome = loop {
+        let (doc, base) = requested_doc(&state, &req).await?;
+        let outcome = match base {
+            // A partial apply is built on the version it read: if another apply came first,
+            // read again rather than drop what that one added.
+            Some(base) => state.store.apply_on_base(doc, &by, base).await,
+            None => state.store.apply(doc, &by).await,
+        };
+        match outcome {
+            Err(Error::Registry(larder_registry::Error::Stale { .. })) if attempt < PARTIAL_APPLY_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt) * 5)).await;
+            }
+            other => break other?,
+        }
+    };
     state.store.refresh().await.ok();
     Ok(Json(json!({
         "changes": outcome.plan.lines(),
@@ -171,7 +187,7 @@ pub async fn apply(
 ))]
 pub async fn plan(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
     let req: ApplyRequest = parse_json(body, state.max_body_bytes())?;
-    let doc = requested_doc(&state, req).await?;
+    let (doc, _) = requested_doc(&state, &req).await?;
     let outcome = state.store.plan(doc).await?;
     Ok(Json(json!({"changes": outcome.plan.lines()})))
 }
