@@ -12,14 +12,11 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use larder_registry::{
-    Applied, Error, MaterializationInterval, Plan, RegistryDoc, RegistryState, RegistryStore, Result, VersionInfo,
-};
+use larder_registry::{Error, Result};
 use prost::Message;
 
-use crate::convert::{materializations, registry_doc, ConvertError};
 use crate::proto::core::Registry;
+use crate::read_only::FeastSource;
 
 /// Whether `bytes` (a registry file's content) is a Feast registry rather than Larder's JSON:
 /// it decodes as a `Registry` message and does not start like a JSON document.
@@ -80,70 +77,18 @@ impl FeastFileRegistry {
             self.path.display()
         ))
     }
-
-    fn state(&self, registry: &Registry) -> Result<RegistryState> {
-        state_of(registry, &self.project).map_err(|e| Error::Corrupt {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })
-    }
 }
 
-/// When a Feast registry was last changed (the epoch when it does not say).
-pub(crate) fn updated_at(registry: &Registry) -> DateTime<Utc> {
-    registry
-        .last_updated
-        .as_ref()
-        .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
-        .unwrap_or(DateTime::UNIX_EPOCH)
-}
-
-/// A Feast registry as the one version Larder serves of it.
-pub(crate) fn state_of(registry: &Registry, project: &str) -> std::result::Result<RegistryState, ConvertError> {
-    Ok(RegistryState {
-        version: 1,
-        applied_at: updated_at(registry),
-        doc: registry_doc(registry, project)?,
-        materializations: materializations(registry, project),
-    })
-}
-
-impl RegistryStore for FeastFileRegistry {
-    fn load(&self) -> Result<Option<RegistryState>> {
-        self.read()?.map(|r| self.state(&r)).transpose()
+impl FeastSource for FeastFileRegistry {
+    fn read(&self) -> Result<Option<Registry>> {
+        FeastFileRegistry::read(self)
     }
 
-    fn apply(&self, _: RegistryDoc, _: &str, _: &(dyn Fn(&Plan) -> Result<()> + Sync)) -> Result<Applied> {
-        Err(self.refused("an apply"))
+    fn project(&self) -> &str {
+        &self.project
     }
 
-    fn record_materialization(&self, _: &str, _: MaterializationInterval) -> Result<()> {
-        Err(self.refused("recording a materialization"))
-    }
-
-    fn history(&self) -> Result<Vec<VersionInfo>> {
-        Ok(self
-            .read()?
-            .map(|r| VersionInfo {
-                version: 1,
-                applied_at: updated_at(&r),
-                applied_by: "feast".into(),
-                changes: vec![format!("Feast registry {}", self.path.display())],
-            })
-            .into_iter()
-            .collect())
-    }
-
-    fn version(&self, version: u64) -> Result<(VersionInfo, RegistryDoc)> {
-        let registry = self.read()?.ok_or(Error::NoSuchVersion(version))?;
-        if version != 1 {
-            return Err(Error::NoSuchVersion(version));
-        }
-        let info = self.history()?.pop().ok_or(Error::NoSuchVersion(version))?;
-        Ok((info, self.state(&registry)?.doc))
-    }
-
-    fn change_token(&self) -> Result<Option<u128>> {
+    fn token(&self) -> Result<Option<u128>> {
         match std::fs::metadata(&self.path) {
             Ok(m) => {
                 let modified = m
@@ -161,7 +106,18 @@ impl RegistryStore for FeastFileRegistry {
         }
     }
 
-    fn delete(&self) -> Result<()> {
-        Err(self.refused("a teardown"))
+    fn describe(&self) -> String {
+        format!("Feast registry {}", self.path.display())
+    }
+
+    fn corrupt(&self, message: String) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    fn refused(&self, what: &str) -> Error {
+        FeastFileRegistry::refused(self, what)
     }
 }

@@ -9,14 +9,17 @@
 //! - [`file_registry`]: Feast's file registry (`registry.db`) as a read-only
 //!   [`larder_registry::RegistryStore`], so Larder serves a Feast deployment's definitions as
 //!   they are; with the `postgres` feature, [`sql_registry`] does the same for Feast's SQL
-//!   registry in PostgreSQL.
+//!   registry in PostgreSQL; both are [`FeastSource`]s, made read-only registry stores once
+//!   in [`read_only`].
 
 pub mod convert;
 pub mod file_registry;
 pub mod proto;
+pub mod read_only;
 #[cfg(feature = "postgres")]
 pub mod sql_registry;
 pub mod value;
 
 pub use convert::{registry_doc, ConvertError};
 pub use file_registry::{is_feast_registry, FeastFileRegistry};
+pub use read_only::{FeastSource, ReadOnly};

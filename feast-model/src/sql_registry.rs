@@ -6,15 +6,12 @@
 //! Read over the connection of Larder's own PostgreSQL store (the same database); writes are
 //! refused as for Feast's file registry.
 
-use larder_registry::{
-    Applied, Error, MaterializationInterval, Plan, PostgresRegistryStore, RegistryDoc, RegistryState, RegistryStore,
-    Result, VersionInfo,
-};
+use larder_registry::{Error, PostgresRegistryStore, RegistryStore, Result};
 use postgres::Client;
 use prost::Message;
 
-use crate::file_registry::{state_of, updated_at};
 use crate::proto::core as fc;
+use crate::read_only::FeastSource;
 
 /// Feast's tables: (table, proto column).
 const TABLES: [(&str, &str); 7] = [
@@ -155,51 +152,30 @@ fn set_project(r: &mut fc::Registry, project: &str) {
         .for_each(|s| s.project = p());
 }
 
-impl RegistryStore for FeastSqlRegistry {
-    fn load(&self) -> Result<Option<RegistryState>> {
-        let Some(r) = self.read()? else {
-            return Ok(None);
-        };
-        state_of(&r, &self.project).map(Some).map_err(|e| self.db_error(e))
+impl FeastSource for FeastSqlRegistry {
+    fn read(&self) -> Result<Option<fc::Registry>> {
+        FeastSqlRegistry::read(self)
     }
 
-    fn apply(&self, _: RegistryDoc, _: &str, _: &(dyn Fn(&Plan) -> Result<()> + Sync)) -> Result<Applied> {
-        Err(self.refused("an apply"))
+    fn project(&self) -> &str {
+        &self.project
     }
 
-    fn record_materialization(&self, _: &str, _: MaterializationInterval) -> Result<()> {
-        Err(self.refused("recording a materialization"))
-    }
-
-    fn history(&self) -> Result<Vec<VersionInfo>> {
-        Ok(self
-            .read()?
-            .map(|r| VersionInfo {
-                version: 1,
-                applied_at: updated_at(&r),
-                applied_by: "feast".into(),
-                changes: vec![format!("Feast SQL registry at {}", self.store.target())],
-            })
-            .into_iter()
-            .collect())
-    }
-
-    fn version(&self, version: u64) -> Result<(VersionInfo, RegistryDoc)> {
-        let state = self
-            .load()?
-            .filter(|_| version == 1)
-            .ok_or(Error::NoSuchVersion(version))?;
-        let info = self.history()?.pop().ok_or(Error::NoSuchVersion(version))?;
-        Ok((info, state.doc))
-    }
-
-    fn change_token(&self) -> Result<Option<u128>> {
+    fn token(&self) -> Result<Option<u128>> {
         // Feast bumps the project's last_updated_timestamp on every apply and materialization.
         let ts = self.store.with_connection(|c| self.last_updated(c))?;
         Ok(ts.map(|t| t as u128))
     }
 
-    fn delete(&self) -> Result<()> {
-        Err(self.refused("a teardown"))
+    fn describe(&self) -> String {
+        format!("Feast SQL registry at {}", self.store.target())
+    }
+
+    fn corrupt(&self, message: String) -> Error {
+        self.db_error(message)
+    }
+
+    fn refused(&self, what: &str) -> Error {
+        FeastSqlRegistry::refused(self, what)
     }
 }

@@ -119,7 +119,7 @@ fn open_registry(config: &RepoConfig) -> Result<(Arc<dyn RegistryStore>, bool)> 
         None if holds_feast_registry(&config.registry.path) => {
             tracing::info!(path = %config.registry.path.display(), "Reading Feast's registry (read-only).");
             let store = larder_feast_model::FeastFileRegistry::new(&config.registry.path, &config.project);
-            Ok((Arc::new(store), true))
+            Ok((Arc::new(larder_feast_model::ReadOnly(store)), true))
         }
         None => Ok((Arc::new(FileRegistryStore::new(&config.registry.path)), false)),
         #[cfg(feature = "sqlite")]
@@ -149,7 +149,7 @@ fn open_postgres_registry(url: &str, project: &str) -> Result<(Arc<dyn RegistryS
     match feast.is_feasts() {
         Ok(true) => {
             tracing::info!("Reading Feast's SQL registry (read-only).");
-            return Ok((Arc::new(feast), true));
+            return Ok((Arc::new(larder_feast_model::ReadOnly(feast)), true));
         }
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "Cannot tell whether the SQL registry is Feast's; using Larder's."),

@@ -56,6 +56,25 @@ fn db_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!("online store {}: {e}", path.display()))
 }
 
+/// Runs `f` on `conn` on tokio's blocking pool; its errors become `error(path, e)`.
+pub(crate) async fn run_blocking<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    path: &Path,
+    error: fn(&Path, rusqlite::Error) -> Error,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T> {
+    let conn = Arc::clone(conn);
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut guard = conn
+            .lock()
+            .map_err(|_| Error::Internal("the SQLite connection lock is poisoned".into()))?;
+        f(&mut guard).map_err(|e| error(&path, e))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("SQLite task failed: {e}")))?
+}
+
 /// Opens (creating if needed) a SQLite database file shared with other processes, with a busy
 /// timeout; with `wal`, in WAL mode (readers do not block the writer) with
 /// `synchronous = NORMAL` (a setting stored in the file).
@@ -92,16 +111,7 @@ impl SqliteOnlineStore {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = Arc::clone(&self.conn);
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| Error::Internal("the SQLite connection lock is poisoned".into()))?;
-            f(&mut guard).map_err(|e| db_error(&path, e))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("SQLite task failed: {e}")))?
+        run_blocking(&self.conn, &self.path, db_error, f).await
     }
 }
 

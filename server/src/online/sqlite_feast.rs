@@ -18,7 +18,7 @@ use prost::Message;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::sqlite::connect;
+use super::sqlite::{connect, run_blocking};
 use super::{OnlineRow, OnlineStore};
 use crate::error::{Error, Result};
 
@@ -36,7 +36,7 @@ impl std::fmt::Debug for FeastSqliteOnlineStore {
     }
 }
 
-fn db_error(path: &Path, e: impl std::fmt::Display) -> Error {
+fn db_error(path: &Path, e: rusqlite::Error) -> Error {
     Error::Unavailable(format!("online store {} (Feast's layout): {e}", path.display()))
 }
 
@@ -80,16 +80,7 @@ impl FeastSqliteOnlineStore {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = Arc::clone(&self.conn);
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| Error::Internal("the SQLite connection lock is poisoned".into()))?;
-            f(&mut guard).map_err(|e| db_error(&path, e))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("SQLite task failed: {e}")))?
+        run_blocking(&self.conn, &self.path, db_error, f).await
     }
 }
 
