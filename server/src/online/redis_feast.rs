@@ -83,13 +83,21 @@ impl FeastRedisOnlineStore {
             .ok_or_else(|| Error::Internal(format!("view {view} is not in the registry")))
     }
 
-    async fn read_key(&self, project: &str, view: &str, names: &[String], key: &[u8]) -> Result<Option<OnlineRow>> {
+    /// Reads one key; `fields` are the hashed field names of `names` plus `_ts:<view>`, made once
+    /// per request rather than per key.
+    async fn read_key(
+        &self,
+        project: &str,
+        view: &str,
+        names: &[String],
+        fields: &[Vec<u8>],
+        key: &[u8],
+    ) -> Result<Option<OnlineRow>> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(hash_key(key, project));
-        for n in names {
-            cmd.arg(&feature_field(view, n)[..]);
+        for f in fields {
+            cmd.arg(f.as_slice());
         }
-        cmd.arg(format!("_ts:{view}"));
         let mut cells: Vec<Option<Vec<u8>>> = self.redis.query("read", &cmd).await?;
         let ts = cells.pop().flatten();
         if ts.is_none() && cells.iter().all(Option::is_none) {
@@ -148,10 +156,16 @@ impl OnlineStore for FeastRedisOnlineStore {
 
     async fn read(&self, project: &str, view: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<OnlineRow>>> {
         let names = self.features_of(view)?;
+        let fields: Vec<Vec<u8>> = names
+            .iter()
+            .map(|n| feature_field(view, n).to_vec())
+            .chain(std::iter::once(format!("_ts:{view}").into_bytes()))
+            .collect();
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(CONCURRENCY) {
             out.extend(
-                futures::future::try_join_all(chunk.iter().map(|k| self.read_key(project, view, &names, k))).await?,
+                futures::future::try_join_all(chunk.iter().map(|k| self.read_key(project, view, &names, &fields, k)))
+                    .await?,
             );
         }
         Ok(out)
