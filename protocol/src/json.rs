@@ -20,8 +20,12 @@ pub struct BodyError {
     pub msg: String,
 }
 
-/// Parses a JSON body into `T`; errors name the JSON path of the bad value.
+/// Parses a JSON body into `T`; errors name the JSON path of the bad value. A body that parses
+/// is read once, without tracking paths; only a failing one is read again to name the path.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, BodyError> {
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -20,19 +20,49 @@ pub fn serialize_entity_key_into(keys: &[(&str, &Value)], out: &mut Vec<u8>) -> 
     if keys.len() > 1 {
         order.sort_by(|a, b| keys[*a].0.cmp(keys[*b].0));
     }
-    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    let names: Vec<&str> = order.iter().map(|&i| keys[i].0).collect();
+    entity_key_header_into(&names, out);
     for &i in &order {
-        let name = keys[i].0.as_bytes();
+        append_key_value(keys[i].1, out)?;
+    }
+    Ok(())
+}
+
+/// The part of an entity key that depends only on its join-key names (already sorted by
+/// name when there are several), appended to `out`: a serving plan writes it once per key set
+/// and copies it in front of each row's values.
+pub fn entity_key_header_into(sorted_names: &[&str], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(sorted_names.len() as u32).to_le_bytes());
+    for name in sorted_names {
         out.extend_from_slice(&2u32.to_le_bytes());
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        out.extend_from_slice(name);
+        out.extend_from_slice(name.as_bytes());
     }
-    for &i in &order {
-        let (ty, bytes) = keys[i].1.key_bytes()?;
-        out.extend_from_slice(&ty.to_le_bytes());
-        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        out.extend_from_slice(&bytes);
-    }
+}
+
+/// Appends one join-key value (type, length, bytes) to an entity key, after its header.
+pub fn append_key_value(value: &Value, out: &mut Vec<u8>) -> Result<(), ValueError> {
+    let (i32_bytes, i64_bytes);
+    let (ty, bytes): (u32, &[u8]) = match value {
+        Value::Bytes(b) => (1, b),
+        Value::String(s) => (2, s.as_bytes()),
+        Value::Int32(i) => {
+            i32_bytes = i.to_le_bytes();
+            (3, &i32_bytes)
+        }
+        Value::Int64(i) => {
+            i64_bytes = i.to_le_bytes();
+            (4, &i64_bytes)
+        }
+        Value::UnixTimestamp(i) => {
+            i64_bytes = i.to_le_bytes();
+            (8, &i64_bytes)
+        }
+        other => return Err(ValueError(format!("{other:?} cannot be part of an entity key"))),
+    };
+    out.extend_from_slice(&ty.to_le_bytes());
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
     Ok(())
 }
 

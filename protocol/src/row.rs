@@ -79,6 +79,132 @@ impl OnlineRow {
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.values.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
+
+    /// Writes the features `projection` wants into `out` (one value per slot; the features the
+    /// row lacks are left as they are) and returns the row's event time.
+    pub fn project_into(&self, projection: &Projection, out: &mut [Value]) -> i64 {
+        for (position, (name, value)) in self.values.iter().enumerate() {
+            if let Some(slot) = projection.slot_of(position, name.as_bytes()) {
+                out[slot] = value.clone();
+            }
+        }
+        self.event_ts
+    }
+
+    /// Decodes only the features `projection` wants from a stored value into `out` (one value
+    /// per slot; the features the row lacks are left as they are) and returns the row's event
+    /// time: no feature name is copied and the values not wanted are skipped, not built.
+    pub fn decode_projected_into(bytes: &[u8], projection: &Projection, out: &mut [Value]) -> Result<i64, ValueError> {
+        let mut input = bytes;
+        let format = take(&mut input, 1)?[0];
+        if format != FORMAT {
+            return Err(ValueError(format!("unknown row format {format}")));
+        }
+        let event_ts = i64::from_le_bytes(take_arr(&mut input)?);
+        let _created = take(&mut input, 8)?;
+        let n = u16::from_le_bytes(take_arr(&mut input)?) as usize;
+        if out.len() < projection.len() {
+            return Err(ValueError(format!(
+                "{} slots for {} features",
+                out.len(),
+                projection.len()
+            )));
+        }
+        for position in 0..n {
+            let len = u16::from_le_bytes(take_arr(&mut input)?) as usize;
+            let name = take(&mut input, len)?;
+            match projection.slot_of(position, name) {
+                Some(slot) => out[slot] = Value::decode(&mut input)?,
+                None => Value::skip(&mut input)?,
+            }
+        }
+        Ok(event_ts)
+    }
+}
+
+/// The features a read wants of one view, in the order of their slots, and how a stored row's
+/// features find their slot: rows are written in the view's schema order, so the feature at
+/// position `i` of a row is first compared with the schema's `i`-th feature (one comparison per
+/// cell); a row written under another schema falls back to a search by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Projection {
+    wanted: Vec<String>,
+    /// Per schema position: the feature's name and its slot when wanted.
+    by_position: Vec<(String, Option<usize>)>,
+}
+
+impl Projection {
+    /// The projection of a view whose features are `schema` (in order) onto `wanted`.
+    pub fn new<'a>(schema: impl IntoIterator<Item = &'a str>, wanted: Vec<String>) -> Projection {
+        let by_position = schema
+            .into_iter()
+            .map(|name| (name.to_string(), wanted.iter().position(|w| w == name)))
+            .collect();
+        Projection { wanted, by_position }
+    }
+
+    /// How many features are wanted.
+    pub fn len(&self) -> usize {
+        self.wanted.len()
+    }
+
+    /// Whether no feature is wanted.
+    pub fn is_empty(&self) -> bool {
+        self.wanted.is_empty()
+    }
+
+    /// The wanted features, in slot order.
+    pub fn names(&self) -> &[String] {
+        &self.wanted
+    }
+
+    /// The slot of the feature `name` stored at `position` of a row, if it is wanted.
+    pub fn slot_of(&self, position: usize, name: &[u8]) -> Option<usize> {
+        if let Some((expected, slot)) = self.by_position.get(position) {
+            if expected.as_bytes() == name {
+                return *slot;
+            }
+        }
+        self.wanted.iter().position(|w| w.as_bytes() == name)
+    }
+}
+
+/// The rows of one view's read reduced to a [`Projection`], in one block: row `r`'s values are
+/// `values[r * width .. (r + 1) * width]` (null where the row lacks the feature).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectedRows {
+    /// Values per row (the projection's length).
+    pub width: usize,
+    /// Per row: the event time of its stored values (ns), `None` when the key has no row.
+    pub event_ts: Vec<Option<i64>>,
+    /// The values, row by row.
+    pub values: Vec<Value>,
+}
+
+impl ProjectedRows {
+    /// `rows` rows of `width` values, none found yet.
+    pub fn new(rows: usize, width: usize) -> ProjectedRows {
+        ProjectedRows {
+            width,
+            event_ts: vec![None; rows],
+            values: vec![Value::Null; rows * width],
+        }
+    }
+
+    /// The values of row `row`, to fill.
+    pub fn row_mut(&mut self, row: usize) -> &mut [Value] {
+        &mut self.values[row * self.width..(row + 1) * self.width]
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.event_ts.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.event_ts.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -98,5 +224,66 @@ mod tests {
         assert_eq!(OnlineRow::version_of(&bytes), Some((row.event_ts, i64::MIN)));
         assert!(OnlineRow::decode(vec![], &bytes[..bytes.len() - 1]).is_err());
         assert_eq!(OnlineRow::version_of(&bytes[..5]), None);
+    }
+
+    fn sample() -> OnlineRow {
+        OnlineRow {
+            key: b"k".to_vec(),
+            event_ts: 7,
+            created_ts: Some(3),
+            values: vec![
+                ("a".into(), Value::String("x".into())),
+                ("b".into(), Value::List(vec![Value::Int64(1), Value::Null])),
+                ("c".into(), Value::Double(0.25)),
+                ("d".into(), Value::Map(vec![("k".into(), Value::Bool(true))])),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_projection_decodes_the_wanted_features_in_its_order() {
+        let row = sample();
+        let bytes = row.encode_value();
+        let p = Projection::new(
+            ["a", "b", "c", "d"],
+            vec!["c".into(), "a".into(), "zz".into(), "d".into()],
+        );
+        let mut got = vec![Value::Null; 4];
+        assert_eq!(OnlineRow::decode_projected_into(&bytes, &p, &mut got), Ok(7));
+        let expected = vec![
+            Value::Double(0.25),
+            Value::String("x".into()),
+            Value::Null,
+            Value::Map(vec![("k".into(), Value::Bool(true))]),
+        ];
+        assert_eq!(got, expected);
+        let mut projected = vec![Value::Null; 4];
+        assert_eq!(row.project_into(&p, &mut projected), 7);
+        assert_eq!(projected, expected);
+        // Truncated rows and too few slots are errors, not panics.
+        for cut in 0..bytes.len() {
+            assert!(
+                OnlineRow::decode_projected_into(&bytes[..cut], &p, &mut got).is_err(),
+                "cut at {cut}"
+            );
+        }
+        assert!(OnlineRow::decode_projected_into(&bytes, &p, &mut got[..3]).is_err());
+    }
+
+    #[test]
+    fn rows_written_under_another_schema_are_found_by_name() {
+        // The view's schema gained a feature in front and lost `b` since the row was written.
+        let bytes = sample().encode_value();
+        let p = Projection::new(["new", "a", "c", "d"], vec!["new".into(), "c".into(), "b".into()]);
+        let mut got = vec![Value::Null; 3];
+        OnlineRow::decode_projected_into(&bytes, &p, &mut got).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Value::Null,
+                Value::Double(0.25),
+                Value::List(vec![Value::Int64(1), Value::Null])
+            ]
+        );
     }
 }

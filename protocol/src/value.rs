@@ -85,18 +85,6 @@ impl Value {
         }
     }
 
-    /// Bytes of the value inside Feast's entity-key serialization (v3).
-    pub fn key_bytes(&self) -> Result<(u32, Vec<u8>), ValueError> {
-        Ok(match self {
-            Value::Bytes(b) => (1, b.clone()),
-            Value::String(s) => (2, s.as_bytes().to_vec()),
-            Value::Int32(i) => (3, i.to_le_bytes().to_vec()),
-            Value::Int64(i) => (4, i.to_le_bytes().to_vec()),
-            Value::UnixTimestamp(i) => (8, i.to_le_bytes().to_vec()),
-            other => return Err(ValueError(format!("{other:?} cannot be part of an entity key"))),
-        })
-    }
-
     /// Appends the binary encoding of the value to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
@@ -204,6 +192,45 @@ impl Value {
     }
 }
 
+impl Value {
+    /// Skips one encoded value at the front of `input` without building it.
+    pub fn skip(input: &mut &[u8]) -> Result<(), ValueError> {
+        let tag = take(input, 1)?[0];
+        match tag {
+            0 => {}
+            1 | 2 | 11 => {
+                let n = u32::from_le_bytes(take_arr(input)?) as usize;
+                take(input, n)?;
+            }
+            3 | 6 => {
+                take(input, 4)?;
+            }
+            4 | 5 | 8 => {
+                take(input, 8)?;
+            }
+            7 => {
+                take(input, 1)?;
+            }
+            9 => {
+                let n = u32::from_le_bytes(take_arr(input)?) as usize;
+                for _ in 0..n {
+                    Value::skip(input)?;
+                }
+            }
+            10 => {
+                let n = u32::from_le_bytes(take_arr(input)?) as usize;
+                for _ in 0..n {
+                    let len = u32::from_le_bytes(take_arr(input)?) as usize;
+                    take(input, len)?;
+                    Value::skip(input)?;
+                }
+            }
+            t => return Err(ValueError(format!("unknown value tag {t}"))),
+        }
+        Ok(())
+    }
+}
+
 fn float_json(f: f64) -> Json {
     if f.is_nan() {
         Json::String("NaN".into())
@@ -262,6 +289,10 @@ mod tests {
             let mut slice = buf.as_slice();
             assert_eq!(Value::decode(&mut slice).unwrap(), v);
             assert!(slice.is_empty());
+            // Skipping consumes exactly what decoding does.
+            let mut skipped = buf.as_slice();
+            Value::skip(&mut skipped).unwrap();
+            assert!(skipped.is_empty());
             // Every strict prefix is rejected, never a panic.
             for cut in 0..buf.len() {
                 let mut s = &buf[..cut];

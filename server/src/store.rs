@@ -59,6 +59,8 @@ pub struct FeatureStore {
     auth: Option<Arc<crate::auth::Authenticator>>,
     /// Feast's online layout when the registry is Feast's.
     layout: online::Layout,
+    /// Compiled online plans of the served registry state.
+    plans: serving::PlanCache,
 }
 
 /// The registry state last read, with the change token it was read at.
@@ -196,6 +198,7 @@ impl FeatureStore {
             transforms: Arc::new(crate::transform::Transforms::new(config_dir)),
             auth,
             layout,
+            plans: serving::PlanCache::default(),
         })
     }
 
@@ -537,9 +540,16 @@ impl FeatureStore {
     /// Answers an online request from the current registry and the online store.
     pub async fn get_online_features(&self, req: &OnlineRequest) -> Result<OnlineResponse> {
         let state = self.cached_state().await?;
+        let plan = self.plans.get_or_compile(
+            &state,
+            self.project(),
+            &req.features,
+            req.full_feature_names,
+            self.limits.max_features,
+        )?;
         let online = self.online()?;
         serving::get_online_features(
-            &state.doc,
+            &plan,
             self.project(),
             online.as_ref(),
             &self.transforms,

@@ -9,18 +9,18 @@ mod health;
 mod historical;
 pub mod listen;
 mod online;
+mod online_json;
 mod openapi;
 mod push;
 mod registry;
+mod track;
 mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::time::Instant;
-
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -65,54 +65,6 @@ impl Default for ApiConfig {
 
 /// Header carrying the request id (taken from the client when it sends one).
 pub const REQUEST_ID: &str = "x-request-id";
-
-/// Gives every request an id (the client's `x-request-id`, else a new one), runs it in a
-/// tracing span carrying that id, echoes the id in the response, and counts and times the
-/// request by route and status (see [`crate::metrics`]).
-async fn track(mut req: Request, next: Next) -> Response {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use tracing::Instrument;
-    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{:x}-{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed)));
-    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
-        req.headers_mut().insert(REQUEST_ID, v);
-    }
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
-    let start = Instant::now();
-    let mut resp = next.run(req).instrument(span.clone()).await;
-    let status = resp.status().as_u16().to_string();
-    let secs = start.elapsed().as_secs_f64();
-    span.in_scope(|| {
-        if resp.status().is_server_error() {
-            tracing::warn!(status = %status, seconds = secs, "Request failed.");
-        } else {
-            tracing::debug!(status = %status, seconds = secs, "Request done.");
-        }
-    });
-    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(REQUEST_ID, v);
-    }
-    if resp.status() == StatusCode::UNPROCESSABLE_ENTITY {
-        metrics::counter!("larder_rejected_requests_total", "route" => route.clone(), "reason" => "invalid")
-            .increment(1);
-    }
-    metrics::counter!("larder_http_requests_total", "route" => route.clone(), "method" => method, "status" => status.clone())
-        .increment(1);
-    metrics::histogram!("larder_http_request_duration_seconds", "route" => route, "status" => status).record(secs);
-    resp
-}
 
 /// Answers requests refused by the load shedder (503) or cut by the timeout (504).
 async fn overload(err: BoxError) -> Response {
@@ -266,7 +218,10 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
         ))
         .route("/metrics", get(metrics_text))
         .layer(middleware::from_fn_with_state(state.clone(), require_auth))
-        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(track::HttpMetrics::default()),
+            track::track,
+        ))
         .with_state(state)
 }
 

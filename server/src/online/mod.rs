@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use larder_protocol::row::OnlineRow;
+pub use larder_protocol::row::{OnlineRow, ProjectedRows, Projection};
 
 use crate::config::{OnlineStoreConfig, RepoConfig};
 use crate::error::{Error, Result};
@@ -47,6 +47,26 @@ pub trait OnlineStore: Debug + Send + Sync {
         }
         Ok(out)
     }
+    /// Reads the wanted features of several views at once: the serving path. The answer has one
+    /// block per read, one row per key, in key order. Stores in Larder's row encoding decode
+    /// only the projected features; the default projects decoded rows.
+    async fn read_projected(&self, project: &str, reads: &[ViewRead<'_>]) -> Result<Vec<ProjectedRows>> {
+        let requests: Vec<(&str, &[Vec<u8>])> = reads.iter().map(|r| (r.view, r.keys)).collect();
+        let rows = self.read_many(project, &requests).await?;
+        Ok(rows
+            .into_iter()
+            .zip(reads)
+            .map(|(rows, read)| {
+                let mut block = ProjectedRows::new(rows.len(), read.projection.len());
+                for (i, row) in rows.iter().enumerate() {
+                    if let Some(row) = row {
+                        block.event_ts[i] = Some(row.project_into(read.projection, block.row_mut(i)));
+                    }
+                }
+                block
+            })
+            .collect())
+    }
     /// Deletes every row of a view (when `apply` removes it, or on teardown).
     async fn delete_view(&self, project: &str, view: &str) -> Result<()>;
     /// The newest event time (ns) among at most `limit` rows of a view, and whether every row
@@ -60,6 +80,17 @@ pub trait OnlineStore: Debug + Send + Sync {
     }
     /// Cheap liveness probe for `/health`.
     async fn health(&self) -> Result<()>;
+}
+
+/// One view's part of a [`OnlineStore::read_projected`] call.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewRead<'a> {
+    /// The view.
+    pub view: &'a str,
+    /// Serialized entity keys, one per entity row.
+    pub keys: &'a [Vec<u8>],
+    /// The features wanted of each row.
+    pub projection: &'a Projection,
 }
 
 /// The feature names of a view, as the served registry has them (Feast's Redis layout names

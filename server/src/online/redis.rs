@@ -37,7 +37,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script};
 use tokio::sync::OnceCell;
 
-use super::{OnlineRow, OnlineStore};
+use super::{OnlineRow, OnlineStore, ProjectedRows, ViewRead};
 use crate::config::{RedisConfig, RedisType};
 use crate::error::{Error, Result};
 
@@ -351,6 +351,26 @@ impl RedisOnlineStore {
         Ok(conn.clone())
     }
 
+    /// The stored values of every key of `requests`, in order, in one `MGET`.
+    async fn mget(&self, project: &str, requests: &[(&str, &[Vec<u8>])]) -> Result<Vec<Option<Vec<u8>>>> {
+        let total: usize = requests.iter().map(|(_, k)| k.len()).sum();
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for (view, keys) in requests {
+            let prefix = view_prefix(project, view);
+            for k in keys.iter() {
+                cmd.arg(row_key(&prefix, k));
+            }
+        }
+        let values: Vec<Option<Vec<u8>>> = self.query("read", &cmd).await?;
+        if values.len() != total {
+            return Err(self.unavailable("read", format!("{} answers for {total} keys", values.len())));
+        }
+        Ok(values)
+    }
+
     /// Runs `cmd` and decodes its answer.
     pub(crate) async fn query<T: redis::FromRedisValue>(&self, what: &str, cmd: &redis::Cmd) -> Result<T> {
         match &self.conn {
@@ -525,34 +545,29 @@ impl OnlineStore for RedisOnlineStore {
     }
 
     async fn read_many(&self, project: &str, requests: &[(&str, &[Vec<u8>])]) -> Result<Vec<Vec<Option<OnlineRow>>>> {
-        let total: usize = requests.iter().map(|(_, k)| k.len()).sum();
-        if total == 0 {
+        if requests.iter().all(|(_, k)| k.is_empty()) {
             return Ok(requests.iter().map(|_| Vec::new()).collect());
         }
-        let mut cmd = redis::cmd("MGET");
-        for (view, keys) in requests {
-            let prefix = view_prefix(project, view);
-            for k in keys.iter() {
-                cmd.arg(row_key(&prefix, k));
+        let values = self.mget(project, requests).await?;
+        decode_rows(requests, values, |i, key, bytes| {
+            OnlineRow::decode(key.to_vec(), bytes).map_err(|e| corrupt(requests[i].0, e))
+        })
+    }
+
+    async fn read_projected(&self, project: &str, reads: &[ViewRead<'_>]) -> Result<Vec<ProjectedRows>> {
+        let requests: Vec<(&str, &[Vec<u8>])> = reads.iter().map(|r| (r.view, r.keys)).collect();
+        let mut values = self.mget(project, &requests).await?.into_iter();
+        let mut out = Vec::with_capacity(reads.len());
+        for read in reads {
+            let mut block = ProjectedRows::new(read.keys.len(), read.projection.len());
+            for (row, value) in values.by_ref().take(read.keys.len()).enumerate() {
+                if let Some(bytes) = value {
+                    let ts = OnlineRow::decode_projected_into(&bytes, read.projection, block.row_mut(row))
+                        .map_err(|e| corrupt(read.view, e))?;
+                    block.event_ts[row] = Some(ts);
+                }
             }
-        }
-        let values: Vec<Option<Vec<u8>>> = self.query("read", &cmd).await?;
-        if values.len() != total {
-            return Err(self.unavailable("read", format!("{} answers for {total} keys", values.len())));
-        }
-        let mut values = values.into_iter();
-        let mut out = Vec::with_capacity(requests.len());
-        for (view, keys) in requests {
-            let mut rows = Vec::with_capacity(keys.len());
-            for (k, v) in keys.iter().zip(values.by_ref()) {
-                rows.push(match v {
-                    None => None,
-                    Some(bytes) => Some(OnlineRow::decode(k.clone(), &bytes).map_err(|e| {
-                        Error::Internal(format!("corrupt online row for view {view} in redis: {}", e.0))
-                    })?),
-                });
-            }
-            out.push(rows);
+            out.push(block);
         }
         Ok(out)
     }
@@ -579,6 +594,32 @@ impl OnlineStore for RedisOnlineStore {
         let _: String = self.query("ping", &redis::cmd("PING")).await?;
         Ok(())
     }
+}
+
+/// Splits the answers of one `MGET` by request, decoding each stored value with
+/// `decode(request index, entity key, value)`.
+fn decode_rows<T>(
+    requests: &[(&str, &[Vec<u8>])],
+    values: Vec<Option<Vec<u8>>>,
+    mut decode: impl FnMut(usize, &[u8], &[u8]) -> Result<T>,
+) -> Result<Vec<Vec<Option<T>>>> {
+    let mut values = values.into_iter();
+    let mut out = Vec::with_capacity(requests.len());
+    for (i, (_, keys)) in requests.iter().enumerate() {
+        let mut rows = Vec::with_capacity(keys.len());
+        for (k, v) in keys.iter().zip(values.by_ref()) {
+            rows.push(match v {
+                None => None,
+                Some(bytes) => Some(decode(i, k, &bytes)?),
+            });
+        }
+        out.push(rows);
+    }
+    Ok(out)
+}
+
+fn corrupt(view: &str, e: larder_protocol::ValueError) -> Error {
+    Error::Internal(format!("corrupt online row for view {view} in redis: {}", e.0))
 }
 
 #[cfg(test)]
