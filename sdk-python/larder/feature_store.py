@@ -98,11 +98,78 @@ def _ns(obj):
     return obj
 
 
-class OnlineResponse:
-    """Feast's ``OnlineResponse``: ``to_dict()`` and ``to_df()``."""
+#: Entity rows from which ``get_online_features`` asks for the Arrow answer (when pyarrow is
+#: installed): decoding it costs a fraction of decoding the same cells from JSON.
+ARROW_ONLINE_ROWS = 1000
 
-    def __init__(self, body: dict):
+
+def _feast_time(ns: int) -> str:
+    """Nanoseconds since the epoch as Feast's JSON prints them (no fraction, or 3, 6 or 9
+    digits, then ``Z``)."""
+    import datetime as _dt
+
+    secs, frac = divmod(ns, 1_000_000_000)
+    text = (_dt.datetime(1970, 1, 1) + _dt.timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac == 0:
+        return text + "Z"
+    if frac % 1_000_000 == 0:
+        return f"{text}.{frac // 1_000_000:03d}Z"
+    if frac % 1_000 == 0:
+        return f"{text}.{frac // 1_000:06d}Z"
+    return f"{text}.{frac:09d}Z"
+
+
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OnlineResponse:
+    """Feast's ``OnlineResponse``: ``to_dict()`` and ``to_df()`` (and ``to_arrow()`` when the
+    answer came as Arrow)."""
+
+    def __init__(self, body: dict, table=None):
         self.body = body
+        self._table = table
+
+    @classmethod
+    def _from_arrow(cls, table) -> "OnlineResponse":
+        """The JSON answer's shape from the server's Arrow answer: per output ``name``, the
+        columns ``name``, ``name__status`` and ``name__event_timestamp``."""
+        import base64
+        import json as _json
+
+        names = table.column_names[0::3]
+        results = []
+        for i, name in enumerate(names):
+            field = table.schema.field(3 * i)
+            dtype = (field.metadata or {}).get(b"larder.dtype", b"").decode()
+            values = table.column(3 * i).to_pylist()
+            if dtype in ("MAP", "STRUCT"):
+                values = [None if v is None else _json.loads(v) for v in values]
+            elif dtype == "BYTES":
+                values = [None if v is None else base64.b64encode(v).decode() for v in values]
+            stamps = table.column(3 * i + 2).cast("int64").to_pylist()
+            results.append({"values": values, "statuses": table.column(3 * i + 1).to_pylist(),
+                            "event_timestamps": [_feast_time(t) for t in stamps]})
+        return cls({"metadata": {"feature_names": names}, "results": results}, table)
+
+    def to_arrow(self):
+        """The answer as a pyarrow Table (as the server sent it for large requests; built from
+        the JSON answer otherwise)."""
+        if self._table is None:
+            import pyarrow as pa
+
+            columns = {}
+            for name, col in zip(self.body["metadata"]["feature_names"], self.body["results"]):
+                columns[name] = col["values"]
+                columns[name + "__status"] = col["statuses"]
+                columns[name + "__event_timestamp"] = col["event_timestamps"]
+            self._table = pa.table(columns)
+        return self._table
 
     def to_dict(self, include_event_timestamps: bool = False) -> Dict[str, List[Any]]:
         out = {}
@@ -382,9 +449,17 @@ class FeatureStore:
             body["features"] = list(features)
         else:
             body["feature_service"] = features.name
-        resp = self._session.post(self.url + "/get-online-features", json=body, timeout=self.timeout)
+        headers = {}
+        if len(entity_rows) >= ARROW_ONLINE_ROWS and _has_pyarrow():
+            headers["Accept"] = ARROW_STREAM
+        resp = self._session.post(self.url + "/get-online-features", json=body, timeout=self.timeout, headers=headers)
         if resp.status_code != 200:
             raise LarderError(resp.status_code, _error_message(resp))
+        if resp.headers.get("content-type", "").startswith(ARROW_STREAM):
+            import pyarrow as pa
+            import pyarrow.ipc as ipc
+
+            return OnlineResponse._from_arrow(ipc.open_stream(pa.py_buffer(resp.content)).read_all())
         return OnlineResponse(resp.json())
 
     # -- offline ---------------------------------------------------------------------------

@@ -283,3 +283,50 @@ def test_incremental_materialization_and_newest_wins(tmp_path):
         assert columns(r)["trips"]["statuses"] == ["NOT_FOUND"]
     finally:
         server.stop()
+
+
+def test_the_arrow_answer_has_the_json_answers_cells(deployed, monkeypatch):
+    """`Accept: application/vnd.apache.arrow.stream` answers the same cells as JSON (values,
+    statuses, times), with a list, a string and a missing key among them; the SDK asks for it
+    from ARROW_ONLINE_ROWS entity rows and gives the same `to_dict()`."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    import requests
+
+    from larder import FeatureStore
+    from larder import feature_store as fs
+
+    server = deployed["server"]
+    customers = sorted(deployed["data"]["customers"]["customer_id"].unique().tolist()) + ["nobody"]
+    ids = list(range(1, 21)) + [999_999]
+    n = max(len(ids), len(customers))
+    request = {
+        "features": ["driver_stats:conv_rate", "driver_stats:acc_rate", "driver_stats:trips",
+                     "customer_profile:balance", "customer_profile:tier", "customer_profile:scores"],
+        "entities": {"driver_id": (ids * n)[:n], "customer_id": (customers * n)[:n]},
+    }
+    as_json = columns(server.online(request))
+    resp = requests.post(server.url + "/get-online-features", json=request,
+                         headers={"Accept": "application/vnd.apache.arrow.stream"}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    table = ipc.open_stream(pa.py_buffer(resp.content)).read_all()
+    assert table.num_rows == n
+    assert table.column_names[0::3] == list(as_json), table.column_names
+    statuses = set()
+    for name, col in as_json.items():
+        assert table.column(name).to_pylist() == col["values"], name
+        assert table.column(name + "__status").to_pylist() == col["statuses"], name
+        stamps = table.column(name + "__event_timestamp").cast("int64").to_pylist()
+        assert stamps == [pd.Timestamp(t).value for t in col["event_timestamps"]], name
+        statuses |= set(col["statuses"])
+    assert {"PRESENT", "NOT_FOUND"} <= statuses, statuses
+
+    store = FeatureStore(url=server.url)
+    rows = [{"driver_id": d, "customer_id": c} for d, c in zip(request["entities"]["driver_id"], request["entities"]["customer_id"])]
+    monkeypatch.setattr(fs, "ARROW_ONLINE_ROWS", 10**9)
+    by_json = store.get_online_features(request["features"], rows)
+    monkeypatch.setattr(fs, "ARROW_ONLINE_ROWS", 1)
+    by_arrow = store.get_online_features(request["features"], rows)
+    assert by_arrow._table is not None and by_json._table is None
+    assert by_arrow.to_dict(include_event_timestamps=True) == by_json.to_dict(include_event_timestamps=True)

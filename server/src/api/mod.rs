@@ -9,6 +9,7 @@ mod health;
 mod historical;
 pub mod listen;
 mod online;
+mod online_arrow;
 mod online_json;
 mod openapi;
 mod push;

@@ -235,6 +235,7 @@ mod tests {
             .collect();
         let r = OnlineResponse {
             feature_names: vec!["driver_id".into(), "a \"b\"".into()],
+            dtypes: vec![larder_registry::ValueType::Double; 3],
             columns: vec![
                 Column {
                     values: values.clone(),

@@ -108,6 +108,8 @@ pub struct Column {
 pub struct OnlineResponse {
     /// Output names, join keys first.
     pub feature_names: Vec<String>,
+    /// The Feast type of each output (for typed encodings: gRPC, Arrow).
+    pub dtypes: Vec<larder_registry::ValueType>,
     /// `columns[i]` belongs to `feature_names[i]`.
     pub columns: Vec<Column>,
 }

@@ -75,10 +75,12 @@ pub async fn get_online_features(
     // The key columns, in the request's order.
     let n_outputs = plan.output_count();
     let mut feature_names = Vec::with_capacity(n_outputs + plan.join_keys.len());
+    let mut dtypes = Vec::with_capacity(n_outputs + plan.join_keys.len());
     let mut columns = Vec::with_capacity(n_outputs + plan.join_keys.len());
     for name in req.entities.keys() {
         if let Some(k) = plan.join_keys.iter().position(|k| &k.name == name) {
             feature_names.push(name.clone());
+            dtypes.push(plan.join_keys[k].dtype);
             columns.push(Column {
                 values: keys[k].clone(),
                 statuses: vec![FieldStatus::Present; n_rows],
@@ -165,6 +167,7 @@ pub async fn get_online_features(
             }
         }
         feature_names.push(out.name.clone());
+        dtypes.push(out.dtype);
         columns.push(col);
     }
 
@@ -177,6 +180,7 @@ pub async fn get_online_features(
                 .ok_or_else(|| Error::Internal(format!("on-demand view {}: no output {f}", o.odfv.name)))?;
             let values = crate::value::column_values(array, *dtype)?;
             feature_names.push(name.clone());
+            dtypes.push(*dtype);
             // Computed outputs have no event time: Feast answers the epoch for them.
             columns.push(Column {
                 values,
@@ -185,7 +189,11 @@ pub async fn get_online_features(
             });
         }
     }
-    Ok(OnlineResponse { feature_names, columns })
+    Ok(OnlineResponse {
+        feature_names,
+        dtypes,
+        columns,
+    })
 }
 
 /// Checks the entity columns (present, equally long, within the limit) and returns the number

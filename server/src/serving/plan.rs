@@ -73,6 +73,7 @@ pub(crate) struct FeatureOutput {
     pub read: usize,
     pub slot: usize,
     pub name: String,
+    pub dtype: ValueType,
 }
 
 /// Where an on-demand input column comes from.
@@ -135,7 +136,17 @@ impl OnlinePlan {
                 } else {
                     f.clone()
                 };
-                outputs.push(FeatureOutput { read, slot, name });
+                let dtype = v
+                    .view
+                    .feature(f)
+                    .map(|x| x.dtype)
+                    .ok_or_else(|| Error::Internal(format!("feature view {}: no feature {f}", v.view.name)))?;
+                outputs.push(FeatureOutput {
+                    read,
+                    slot,
+                    name,
+                    dtype,
+                });
             }
         }
         let mut planned_odfvs = Vec::with_capacity(odfvs.len());
