@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Online-serving load benchmark, one run, one load generator (wrk), four servers:
 
-- ``floor``: a bare axum server (``server/examples/bare_floor.rs``) that parses the same JSON and
+- ``floor``: a bare axum server (``bench-floor/``) that parses the same JSON and
   answers a canned Feast-shaped body of the same size: what HTTP and JSON alone cost here;
 - ``larder``: ``larder serve`` on the embedded RocksDB store;
 - ``larder-redis``: ``larder serve`` on a local redis-server;
@@ -209,7 +209,7 @@ def main():
                 subprocess.run([args.larder, "-c", d, "apply"], check=True, capture_output=True)
                 subprocess.run([args.larder, "-c", d, "materialize", *windows[repo]], check=True, capture_output=True)
                 port = free_port()
-                procs.append(subprocess.Popen([args.larder, "-c", d, "serve", "--port", str(port), "--log-level", "warn"], stdout=subprocess.DEVNULL))
+                procs.append(subprocess.Popen([args.larder, "-c", d, "serve", "--port", str(port), "--flight-port", "0", "--log-level", "warn"], stdout=subprocess.DEVNULL))
                 servers[name][repo] = (f"http://127.0.0.1:{port}", procs[-1].pid)
 
         servers["feast"] = {}

@@ -8,10 +8,10 @@ cd "$LARDER_ROOT"
 ensure_build_deps
 apt_install wrk redis-server
 cargo build --release --bin larder
-cargo build --release -p larder-server --example bare_floor
+cargo build --release -p larder-bench-floor
 cache_rocksdb
 ensure_venv
 ensure_feast_venv "redis"
 [ -n "$FEAST_PYTHON" ] || { echo "Feast is needed for this benchmark" >&2; exit 1; }
 exec "$VENV/bin/python" benches/online_serving.py --larder "$CARGO_TARGET_DIR/release/larder" \
-  --floor "$CARGO_TARGET_DIR/release/examples/bare_floor" --feast-python "$FEAST_PYTHON" "$@"
+  --floor "$CARGO_TARGET_DIR/release/larder-bench-floor" --feast-python "$FEAST_PYTHON" "$@"

@@ -364,6 +364,7 @@ async fn run(cli: Cli) -> Result<()> {
             store.online()?;
             let refresh = registry_refresh_secs.unwrap_or(store.config().registry.cache_ttl_seconds);
             api::spawn_registry_refresh(Arc::clone(&store), Duration::from_secs(refresh.max(1)));
+            api::spawn_timer_keeper();
             let app = api::router(
                 Arc::clone(&store),
                 &ApiConfig {

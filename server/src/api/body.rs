@@ -73,7 +73,14 @@ pub async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Nex
     let (parts, mut body) = req.into_parts();
     let mut buf = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
     loop {
-        let frame = match tokio::time::timeout(limits.timeout, body.frame()).await {
+        // A frame already received is taken without arming the timer (most bodies arrive
+        // with their headers): a timer per request costs a wakeup of the runtime's timer thread.
+        let ready = futures::FutureExt::now_or_never(body.frame());
+        let next = match ready {
+            Some(frame) => Ok(frame),
+            None => tokio::time::timeout(limits.timeout, body.frame()).await,
+        };
+        let frame = match next {
             Err(_) => {
                 return refuse(
                     StatusCode::REQUEST_TIMEOUT,

@@ -226,6 +226,20 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
         .with_state(state)
 }
 
+/// Keeps one timer of the runtime always due within 250 ms. Every request arms timers far
+/// later than that (its header, body and request timeouts, at least a second away); with an
+/// empty timer wheel, each of them would wake the thread parked on the timer driver, a context
+/// switch per request. With an earlier deadline always pending they are only recorded.
+pub fn spawn_timer_keeper() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+        }
+    })
+}
+
 /// Keeps the server's registry cache fresh: re-checks the registry every `interval`.
 pub fn spawn_registry_refresh(store: Arc<FeatureStore>, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {

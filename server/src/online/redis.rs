@@ -562,7 +562,7 @@ impl OnlineStore for RedisOnlineStore {
             let mut block = ProjectedRows::new(read.keys.len(), read.projection.len());
             for (row, value) in values.by_ref().take(read.keys.len()).enumerate() {
                 if let Some(bytes) = value {
-                    let ts = OnlineRow::decode_projected_into(&bytes, read.projection, block.row_mut(row))
+                    let ts = OnlineRow::decode_projected_into(&bytes, read.projection, block.row_mut(row), &|_| None)
                         .map_err(|e| corrupt(read.view, e))?;
                     block.event_ts[row] = Some(ts);
                 }

@@ -1,26 +1,76 @@
 //! The embedded RocksDB online store.
 //!
 //! Key layout: `project \0 view \0 entity_key` (entity key as [`crate::key`] serializes it), so
-//! one view's rows are one contiguous range (deleted with a range tombstone) and one request
-//! a request's reads of all its views are one sorted `multi_get`. Values are [`OnlineRow`] encodings. Writes
-//! are RocksDB merges resolved by a "newest wins" merge operator on the row header, so
-//! concurrent and out-of-order writers never move a key back in time and no read is needed
-//! before a write.
+//! one view's rows are one contiguous range (deleted with a range tombstone), and a request's
+//! reads of all its views are one sorted `multi_get`. Values are [`OnlineRow`] encodings in the
+//! positional format 2; the schemas they refer to (their feature names) are stored once each
+//! under `0xff schema \0 id`, in the same write batch as the first rows of that schema (`0xff`
+//! never starts a UTF-8 project name). Rows of format 1, written by earlier releases, are read
+//! as they are. Writes are RocksDB merges resolved by a "newest wins" merge operator on the row
+//! header, so concurrent and out-of-order writers never move a key back in time and no read is
+//! needed before a write.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use rocksdb::{BlockBasedOptions, Cache, MergeOperands, Options, WriteBatch, DB};
+use rocksdb::{BlockBasedOptions, Cache, MergeOperands, Options, ReadOptions, WriteBatch, DB};
 
 use super::{OnlineRow, OnlineStore, ProjectedRows, Projection, ViewRead};
 use crate::config::RocksDbConfig;
 use crate::error::{Error, Result};
+use larder_protocol::row::RowSchema;
 
 /// Online store in an embedded RocksDB database.
 pub struct RocksDbOnlineStore {
     db: Arc<DB>,
     path: PathBuf,
+    /// The options of every read, made once (each costs an allocation in RocksDB).
+    read_options: Arc<ReadOptions>,
+    /// The row schemas stored, as far as this process has seen them.
+    schemas: Arc<Schemas>,
+}
+
+/// Prefix of the schema dictionary's keys.
+const SCHEMA_PREFIX: &[u8] = b"\xffschema\x00";
+
+fn schema_key(id: u64) -> Vec<u8> {
+    let mut k = SCHEMA_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The schema dictionary's entries this process has read or written.
+#[derive(Debug, Default)]
+struct Schemas {
+    known: RwLock<HashMap<u64, Arc<RowSchema>>>,
+}
+
+impl Schemas {
+    fn cached(&self, id: u64) -> Option<Arc<RowSchema>> {
+        self.known.read().ok()?.get(&id).cloned()
+    }
+
+    /// The schema `id`, from the cache or the database; `None` when it is not stored (or not
+    /// readable: the row is then reported corrupt).
+    fn get(&self, db: &DB, id: u64) -> Option<Arc<RowSchema>> {
+        if let Some(s) = self.cached(id) {
+            return Some(s);
+        }
+        let bytes = db.get_pinned(schema_key(id)).ok()??;
+        let schema = Arc::new(RowSchema::decode(id, &bytes).ok()?);
+        if let Ok(mut known) = self.known.write() {
+            known.insert(id, Arc::clone(&schema));
+        }
+        Some(schema)
+    }
+
+    fn remember(&self, schema: Arc<RowSchema>) {
+        if let Ok(mut known) = self.known.write() {
+            known.insert(schema.id, schema);
+        }
+    }
 }
 
 impl std::fmt::Debug for RocksDbOnlineStore {
@@ -89,6 +139,8 @@ impl RocksDbOnlineStore {
         Ok(RocksDbOnlineStore {
             db: Arc::new(db),
             path: path.to_path_buf(),
+            read_options: Arc::new(ReadOptions::default()),
+            schemas: Arc::default(),
         })
     }
 }
@@ -134,12 +186,18 @@ impl KeyBatch {
 
     /// One sorted `multi_get` of every key; `found(read, row, full key, stored value)` is
     /// called for each key that has a row, straight from RocksDB's pinned slice.
-    fn get(&self, db: &DB, path: &Path, mut found: impl FnMut(usize, usize, &[u8], &[u8]) -> Result<()>) -> Result<()> {
+    fn get(
+        &self,
+        db: &DB,
+        path: &Path,
+        options: &ReadOptions,
+        mut found: impl FnMut(usize, usize, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let cf = db
             .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
             .ok_or_else(|| Error::Internal("missing default column family".into()))?;
         let keys = self.spans.iter().map(|&(s, e, _, _)| &self.buf[s..e]);
-        let results = db.batched_multi_get_cf(&cf, keys, true);
+        let results = db.batched_multi_get_cf_opt(&cf, keys, true, options);
         for (result, &(s, e, read, row)) in results.into_iter().zip(&self.spans) {
             if let Some(bytes) = result.map_err(|e| db_error(path, e))? {
                 found(read, row, &self.buf[s..e], &bytes)?;
@@ -150,10 +208,16 @@ impl KeyBatch {
 }
 
 /// Fills one block per read from a [`KeyBatch`].
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call per read path, all of them its inputs"
+)]
 fn read_blocks(
     batch: &KeyBatch,
     db: &DB,
     path: &Path,
+    options: &ReadOptions,
+    schemas: &Schemas,
     views: &[&str],
     projections: &[&Projection],
     rows: &[usize],
@@ -163,10 +227,11 @@ fn read_blocks(
         .zip(rows)
         .map(|(p, &n)| ProjectedRows::new(n, p.len()))
         .collect();
-    batch.get(db, path, |read, row, _, bytes| {
+    batch.get(db, path, options, |read, row, _, bytes| {
         let block = &mut blocks[read];
-        let ts = OnlineRow::decode_projected_into(bytes, projections[read], block.row_mut(row))
-            .map_err(|e| corrupt(views[read], e))?;
+        let ts =
+            OnlineRow::decode_projected_into(bytes, projections[read], block.row_mut(row), &|id| schemas.get(db, id))
+                .map_err(|e| corrupt(views[read], e))?;
         block.event_ts[row] = Some(ts);
         Ok(())
     })?;
@@ -193,16 +258,40 @@ impl RocksDbOnlineStore {
 impl OnlineStore for RocksDbOnlineStore {
     async fn write_batch(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize> {
         let p = prefix(project, view);
+        let schemas = Arc::clone(&self.schemas);
         self.blocking(move |db, path| {
             let mut batch = WriteBatch::default();
             let mut key = Vec::with_capacity(p.len() + 64);
+            // Rows of a batch almost always share one schema: compare with the last one seen.
+            let mut last: Option<Arc<RowSchema>> = None;
+            let mut new_schemas = Vec::new();
             for row in &rows {
+                let schema = match &last {
+                    Some(s) if row.has_schema(s) => Arc::clone(s),
+                    _ => {
+                        let s = row.schema();
+                        let s = match schemas.get(db, s.id) {
+                            Some(stored) => stored,
+                            None => {
+                                batch.put(schema_key(s.id), s.encode());
+                                let s = Arc::new(s);
+                                new_schemas.push(Arc::clone(&s));
+                                s
+                            }
+                        };
+                        last = Some(Arc::clone(&s));
+                        s
+                    }
+                };
                 key.clear();
                 key.extend_from_slice(&p);
                 key.extend_from_slice(&row.key);
-                batch.merge(&key, row.encode_value());
+                batch.merge(&key, row.encode_value_v2(schema.id));
             }
             db.write(batch).map_err(|e| db_error(path, e))?;
+            for s in new_schemas {
+                schemas.remember(s);
+            }
             Ok(rows.len())
         })
         .await
@@ -221,11 +310,16 @@ impl OnlineStore for RocksDbOnlineStore {
         let shape: Vec<usize> = requests.iter().map(|(_, k)| k.len()).collect();
         let views: Vec<String> = requests.iter().map(|(v, _)| v.to_string()).collect();
         let prefix_len = project.len() + 2;
+        let options = Arc::clone(&self.read_options);
+        let schemas = Arc::clone(&self.schemas);
         self.blocking(move |db, path| {
             let mut out: Vec<Vec<Option<OnlineRow>>> = shape.iter().map(|&n| vec![None; n]).collect();
-            batch.get(db, path, |read, row, key, bytes| {
+            batch.get(db, path, &options, |read, row, key, bytes| {
                 let key = key[prefix_len + views[read].len()..].to_vec();
-                out[read][row] = Some(OnlineRow::decode(key, bytes).map_err(|e| corrupt(&views[read], e))?);
+                out[read][row] = Some(
+                    OnlineRow::decode_with(key, bytes, &|id| schemas.get(db, id))
+                        .map_err(|e| corrupt(&views[read], e))?,
+                );
                 Ok(())
             })?;
             Ok(out)
@@ -240,14 +334,25 @@ impl OnlineStore for RocksDbOnlineStore {
         if batch.spans.len() <= INLINE_READ_KEYS {
             let views: Vec<&str> = reads.iter().map(|r| r.view).collect();
             let projections: Vec<&Projection> = reads.iter().map(|r| r.projection).collect();
-            return read_blocks(&batch, &self.db, &self.path, &views, &projections, &rows);
+            return read_blocks(
+                &batch,
+                &self.db,
+                &self.path,
+                &self.read_options,
+                &self.schemas,
+                &views,
+                &projections,
+                &rows,
+            );
         }
         let views: Vec<String> = reads.iter().map(|r| r.view.to_string()).collect();
         let projections: Vec<Projection> = reads.iter().map(|r| r.projection.clone()).collect();
+        let options = Arc::clone(&self.read_options);
+        let schemas = Arc::clone(&self.schemas);
         self.blocking(move |db, path| {
             let views: Vec<&str> = views.iter().map(String::as_str).collect();
             let projections: Vec<&Projection> = projections.iter().collect();
-            read_blocks(&batch, db, path, &views, &projections, &rows)
+            read_blocks(&batch, db, path, &options, &schemas, &views, &projections, &rows)
         })
         .await
     }
@@ -358,6 +463,88 @@ mod tests {
         assert!(store.read("p", "v", &[b"a".to_vec()]).await.unwrap()[0].is_none());
         assert!(store.read("p", "v2", &[b"a".to_vec()]).await.unwrap()[0].is_some());
         assert!(store.read("q", "v", &[b"a".to_vec()]).await.unwrap()[0].is_some());
+    }
+
+    /// Rows of format 1 (the previous release's) beside rows of format 2, and rows written
+    /// before a view's schema changed: every one reads, by the projected and the full path,
+    /// also from a reopened store (whose schema cache starts empty).
+    #[tokio::test]
+    async fn old_rows_and_old_schemas_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = RocksDbOnlineStore::open(dir.path(), &RocksDbConfig::default()).unwrap();
+            // Written by the previous release: format 1 bytes put as they are.
+            let v1 = OnlineRow {
+                key: b"old".to_vec(),
+                event_ts: 5,
+                created_ts: None,
+                values: vec![("a".into(), Value::Double(1.0)), ("b".into(), Value::Int64(2))],
+            };
+            let mut k = prefix("p", "v");
+            k.extend_from_slice(b"old");
+            store.db.put(&k, v1.encode_value()).unwrap();
+            // Schema [a, b], then the view changes to [c, a].
+            let ab = OnlineRow {
+                key: b"ab".to_vec(),
+                event_ts: 6,
+                created_ts: None,
+                values: vec![("a".into(), Value::Double(3.0)), ("b".into(), Value::Int64(4))],
+            };
+            let ca = OnlineRow {
+                key: b"ca".to_vec(),
+                event_ts: 7,
+                created_ts: None,
+                values: vec![
+                    ("c".into(), Value::String("x".into())),
+                    ("a".into(), Value::Double(5.0)),
+                ],
+            };
+            store.write_batch("p", "v", vec![ab, ca]).await.unwrap();
+            let stored = store.db.get(&{
+                let mut k = prefix("p", "v");
+                k.extend_from_slice(b"ab");
+                k
+            });
+            assert_eq!(stored.unwrap().unwrap()[0], larder_protocol::row::FORMAT_V2);
+        }
+        let store = RocksDbOnlineStore::open(dir.path(), &RocksDbConfig::default()).unwrap();
+        let keys = vec![b"old".to_vec(), b"ab".to_vec(), b"ca".to_vec(), b"none".to_vec()];
+        let projection = Projection::new(["c", "a"], vec!["a".into(), "c".into(), "b".into()]);
+        let blocks = store
+            .read_projected(
+                "p",
+                &[ViewRead {
+                    view: "v",
+                    keys: &keys,
+                    projection: &projection,
+                }],
+            )
+            .await
+            .unwrap();
+        let b = &blocks[0];
+        assert_eq!(b.event_ts, vec![Some(5), Some(6), Some(7), None]);
+        let row = |i: usize| b.values[i * 3..(i + 1) * 3].to_vec();
+        assert_eq!(row(0), vec![Value::Double(1.0), Value::Null, Value::Int64(2)]);
+        assert_eq!(row(1), vec![Value::Double(3.0), Value::Null, Value::Int64(4)]);
+        assert_eq!(row(2), vec![Value::Double(5.0), Value::String("x".into()), Value::Null]);
+        assert_eq!(row(3), vec![Value::Null; 3]);
+        let full = store.read("p", "v", &keys).await.unwrap();
+        assert_eq!(full[2].as_ref().unwrap().get("c"), Some(&Value::String("x".into())));
+        assert_eq!(full[0].as_ref().unwrap().get("b"), Some(&Value::Int64(2)));
+        assert!(full[3].is_none());
+        // Newest wins across the formats too: an older format-2 write loses to the format-1 row.
+        store.write_batch("p", "v", vec![row_of(b"old", 4, 9.0)]).await.unwrap();
+        let again = store.read("p", "v", &keys[..1]).await.unwrap();
+        assert_eq!(again[0].as_ref().unwrap().get("a"), Some(&Value::Double(1.0)));
+    }
+
+    fn row_of(key: &[u8], ts: i64, a: f64) -> OnlineRow {
+        OnlineRow {
+            key: key.to_vec(),
+            event_ts: ts,
+            created_ts: None,
+            values: vec![("a".into(), Value::Double(a))],
+        }
     }
 
     #[test]

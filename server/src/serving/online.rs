@@ -92,8 +92,7 @@ pub async fn get_online_features(
     let entity_keys = serialize_keys(plan, &keys, n_rows)?;
     let read_started = std::time::Instant::now();
     let mut rows = read(plan, project, online, &entity_keys, opts.now_ns).await?;
-    metrics::histogram!("larder_online_read_duration_seconds", "backend" => online.kind())
-        .record(read_started.elapsed().as_secs_f64());
+    read_histogram(online.kind()).record(read_started.elapsed().as_secs_f64());
     let found: Vec<Vec<Found>> = plan
         .reads
         .iter()
@@ -194,6 +193,22 @@ pub async fn get_online_features(
         dtypes,
         columns,
     })
+}
+
+/// The handle of `larder_online_read_duration_seconds` for a backend, resolved once.
+fn read_histogram(backend: &'static str) -> metrics::Histogram {
+    use std::collections::HashMap;
+    use std::sync::{OnceLock, RwLock};
+    static HANDLES: OnceLock<RwLock<HashMap<&'static str, metrics::Histogram>>> = OnceLock::new();
+    let handles = HANDLES.get_or_init(RwLock::default);
+    if let Some(h) = handles.read().ok().and_then(|m| m.get(backend).cloned()) {
+        return h;
+    }
+    let h = metrics::histogram!("larder_online_read_duration_seconds", "backend" => backend);
+    if let Ok(mut m) = handles.write() {
+        m.insert(backend, h.clone());
+    }
+    h
 }
 
 /// Checks the entity columns (present, equally long, within the limit) and returns the number

@@ -5,7 +5,7 @@
 //! one timestamp), with no store, registry, middleware or metrics. Larder's req/s as a fraction
 //! of this server's is the share of per-request CPU that is HTTP's and JSON's, not Larder's.
 //!
-//!     cargo run --release -p larder-server --example bare_floor -- PORT
+//!     cargo run --release -p larder-bench-floor -- PORT
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
