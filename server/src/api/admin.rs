@@ -54,7 +54,7 @@ where
 
 /// Starts materializing `[start_ts, end_ts]` into the online store (in this server's process)
 /// as a job; the request is checked first (bad times, unknown views: 4xx at once).
-#[utoipa::path(post, path = "/materialize", request_body = MaterializeRequest, responses(
+#[utoipa::path(post, tag = "materialization", path = "/materialize", request_body = MaterializeRequest, responses(
     (status = 202, description = "Started: the job's report; follow it at `GET /jobs/{id}` (the Location header)", body = crate::jobs::JobReport),
     (status = 404, description = "Unknown feature view"),
     (status = 422, description = "Bad timestamps (the field is named) or start after end"),
@@ -79,7 +79,7 @@ pub async fn materialize(
 }
 
 /// Starts materializing each view from where its last run ended up to `end_ts`, as a job.
-#[utoipa::path(post, path = "/materialize-incremental", request_body = MaterializeIncrementalRequest, responses(
+#[utoipa::path(post, tag = "materialization", path = "/materialize-incremental", request_body = MaterializeIncrementalRequest, responses(
     (status = 202, description = "Started: the job's report; follow it at `GET /jobs/{id}`", body = crate::jobs::JobReport),
     (status = 404, description = "Unknown feature view"),
     (status = 422, description = "Bad timestamp (the field is named)"),
@@ -100,7 +100,7 @@ pub async fn materialize_incremental(
 }
 
 /// A job's report: status, rows written so far, the views done, the error.
-#[utoipa::path(get, path = "/jobs/{id}", params(("id" = String, Path, description = "The job id")), responses(
+#[utoipa::path(get, tag = "materialization", path = "/jobs/{id}", params(("id" = String, Path, description = "The job id")), responses(
     (status = 200, description = "The job's report", body = crate::jobs::JobReport),
     (status = 404, description = "No such job (ids are forgotten when the server restarts)")
 ))]
@@ -146,7 +146,7 @@ async fn requested_doc(state: &AppState, req: &ApplyRequest) -> Result<(Registry
 const PARTIAL_APPLY_ATTEMPTS: u32 = 20;
 
 /// Validates and registers definitions as a new registry version.
-#[utoipa::path(post, path = "/apply", request_body = ApplyRequest, responses(
+#[utoipa::path(post, tag = "registry", path = "/apply", request_body = ApplyRequest, responses(
     (status = 200, description = "`{changes: [..], version}` (version null when nothing changed)"),
     (status = 422, description = "Invalid definitions; every problem is listed")
 ))]
@@ -181,7 +181,7 @@ pub async fn apply(
 }
 
 /// What an apply would change, without changing anything.
-#[utoipa::path(post, path = "/plan", request_body = ApplyRequest, responses(
+#[utoipa::path(post, tag = "registry", path = "/plan", request_body = ApplyRequest, responses(
     (status = 200, description = "`{changes: [..]}`"),
     (status = 422, description = "Invalid definitions; every problem is listed")
 ))]
@@ -193,7 +193,7 @@ pub async fn plan(State(state): State<AppState>, body: Result<Bytes, BytesReject
 }
 
 /// Deletes every view's online data and the registry.
-#[utoipa::path(post, path = "/teardown", responses(
+#[utoipa::path(post, tag = "registry", path = "/teardown", responses(
     (status = 200, description = "`{removed: [views]}`")
 ))]
 pub async fn teardown(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -10,7 +10,7 @@ use super::AppState;
 /// `/health` is public: with authentication on, its 503 body says only which part is down
 /// (`registry unavailable`, `online store unavailable`); the full error (paths, addresses) is
 /// logged. Without authentication the body carries the error itself.
-#[utoipa::path(get, path = "/health", responses(
+#[utoipa::path(get, tag = "operations", path = "/health", responses(
     (status = 200, description = "Serving"),
     (status = 503, description = "Registry or online store unavailable")
 ))]

@@ -70,7 +70,7 @@ fn body_error(msg: String) -> ApiError {
 
 /// Joins the entity rows (Arrow IPC stream body) with the requested features as of each row's
 /// timestamp; answers an Arrow IPC stream.
-#[utoipa::path(post, path = "/get-historical-features",
+#[utoipa::path(post, tag = "offline", path = "/get-historical-features",
     request_body(content = Vec<u8>, content_type = "application/vnd.apache.arrow.stream",
         description = "Entity dataframe as an Arrow IPC stream; parameters in schema metadata `larder.request`"),
     responses(

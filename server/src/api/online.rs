@@ -28,7 +28,7 @@ pub struct GetOnlineFeaturesResponse {
 }
 
 /// Reads feature values for entity rows from the online store.
-#[utoipa::path(post, path = "/get-online-features", request_body = GetOnlineFeaturesRequest, responses(
+#[utoipa::path(post, tag = "online", path = "/get-online-features", request_body = GetOnlineFeaturesRequest, responses(
     (status = 200, description = "Feature values, column-major (JSON); with `Accept: application/vnd.apache.arrow.stream`, an Arrow IPC stream of one batch: per output `name`, the columns `name`, `name__status` and `name__event_timestamp`", body = GetOnlineFeaturesResponse),
     (status = 404, description = "Unknown feature view, feature or feature service (Feast error detail)"),
     (status = 413, description = "Body over the size limit"),

@@ -9,6 +9,14 @@ use utoipa::OpenApi;
         title = "Larder feature server",
         description = "Feast-compatible feature server API."
     ),
+    tags(
+        (name = "online", description = "Online feature values (Feast's feature server)"),
+        (name = "offline", description = "Point-in-time-correct training sets"),
+        (name = "ingest", description = "Writes: push and write-to-online-store"),
+        (name = "materialization", description = "Batch materialization jobs"),
+        (name = "registry", description = "Definitions: apply, plan, history, teardown, freshness"),
+        (name = "operations", description = "Health")
+    ),
     paths(
         super::online::get_online_features,
         super::historical::get_historical_features,

@@ -12,7 +12,7 @@ use super::extract::parse_json;
 use super::{ApiError, AppState};
 
 /// Writes pushed rows to the views fed by a push source (newest event time wins per key).
-#[utoipa::path(post, path = "/push", request_body = PushRequest, responses(
+#[utoipa::path(post, tag = "ingest", path = "/push", request_body = PushRequest, responses(
     (status = 200, description = "Written"),
     (status = 422, description = "Unknown push source (Feast's PushSourceNotFoundException) or bad rows; the field is named"),
     (status = 503, description = "The online store is unavailable")
@@ -37,7 +37,7 @@ pub async fn push(State(state): State<AppState>, body: Result<Bytes, BytesReject
 }
 
 /// Writes columnar rows to one feature view's online store (Feast's remote online store uses it).
-#[utoipa::path(post, path = "/write-to-online-store", request_body = WriteToOnlineStoreRequest, responses(
+#[utoipa::path(post, tag = "ingest", path = "/write-to-online-store", request_body = WriteToOnlineStoreRequest, responses(
     (status = 200, description = "Written; body `null`"),
     (status = 404, description = "Unknown feature view"),
     (status = 422, description = "Bad rows; the field is named")

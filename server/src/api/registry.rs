@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{ApiError, AppState};
 
 /// The current registry version and its definitions.
-#[utoipa::path(get, path = "/registry", responses(
+#[utoipa::path(get, tag = "registry", path = "/registry", responses(
     (status = 200, description = "`{project, version, applied_at, doc}` (doc: the registry document)"),
     (status = 503, description = "No registry yet")
 ))]
@@ -23,7 +23,7 @@ pub async fn registry(State(state): State<AppState>) -> Result<Json<serde_json::
 }
 
 /// The applied versions, oldest first: number, time, who, and the plan lines of each apply.
-#[utoipa::path(get, path = "/registry/history", responses(
+#[utoipa::path(get, tag = "registry", path = "/registry/history", responses(
     (status = 200, description = "`[{version, applied_at, applied_by, changes}]`")
 ))]
 pub async fn history(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -35,7 +35,7 @@ pub async fn history(State(state): State<AppState>) -> Result<Json<serde_json::V
 
 /// Freshness per feature view: materialized intervals, the newest event time in the online
 /// store (a bounded scan where the backend allows it) and whether it is older than the ttl.
-#[utoipa::path(get, path = "/freshness", responses(
+#[utoipa::path(get, tag = "registry", path = "/freshness", responses(
     (status = 200, description = "`[{view, ttl_seconds, intervals, newest_event, scanned_all, stale}]`")
 ))]
 pub async fn freshness(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -1,0 +1,1 @@
+"""Backends (mirrors Feast's ``feast.infra`` module paths)."""
