@@ -3,6 +3,7 @@ checkout. Its declared dependencies must be enough for `FeatureStore` against a 
 (pandas and pyarrow are the `pandas` extra and are not installed here), and it ships `py.typed`."""
 
 import json
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -37,7 +38,10 @@ def test_a_fresh_install_has_what_feature_store_needs(tmp_path):
     try:
         venv = tmp_path / "venv"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = subprocess.run([str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", str(ROOT / "sdk-python")],
+        # Built from a copy: a build writes into its source directory.
+        sdk = tmp_path / "sdk"
+        shutil.copytree(ROOT / "sdk-python", sdk, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        pip = subprocess.run([str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", str(sdk)],
                              capture_output=True, text=True)
         assert pip.returncode == 0, pip.stderr
         run = subprocess.run([str(venv / "bin/python"), "-c", SCRIPT, server.url], cwd=tmp_path, capture_output=True, text=True,

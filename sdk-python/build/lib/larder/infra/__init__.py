@@ -1,1 +1,0 @@
-"""Backends (mirrors Feast's ``feast.infra`` module paths)."""
