@@ -17,6 +17,7 @@ pub mod flight;
 pub mod grpc;
 mod import_feast;
 pub mod ingest;
+pub mod inspect;
 pub mod jobs;
 pub mod materialize;
 pub mod metrics;

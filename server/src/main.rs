@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use larder_registry::RegistryDoc;
 use larder_server::api::{self, ApiConfig};
+use larder_server::inspect::{self, ObjectKind};
 use larder_server::materialize::Progress;
 use larder_server::serving::RequestLimits;
 use larder_server::time::parse_time;
@@ -141,6 +142,42 @@ enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// List the entities, or describe one (Feast's `feast entities`).
+    Entities {
+        #[command(subcommand)]
+        command: ObjectCommand,
+    },
+    /// List the feature views, or describe one (Feast's `feast feature-views`).
+    FeatureViews {
+        #[command(subcommand)]
+        command: ObjectCommand,
+    },
+    /// List the on-demand feature views, or describe one.
+    OnDemandFeatureViews {
+        #[command(subcommand)]
+        command: ObjectCommand,
+    },
+    /// List the feature services, or describe one.
+    FeatureServices {
+        #[command(subcommand)]
+        command: ObjectCommand,
+    },
+    /// List the data sources, or describe one.
+    DataSources {
+        #[command(subcommand)]
+        command: ObjectCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ObjectCommand {
+    /// A table of every object of the kind: name and a summary.
+    List,
+    /// One object in full, as YAML.
+    Describe {
+        /// The object's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +190,13 @@ enum RegistryCommand {
     },
     /// List the applied versions: number, time, user and changes.
     History,
+    /// What changed from version FROM to version TO, as `plan` prints it.
+    Diff {
+        /// The earlier version.
+        from: u64,
+        /// The later version.
+        to: u64,
+    },
 }
 
 fn main() {
@@ -515,6 +559,22 @@ async fn run(cli: Cli) -> Result<()> {
             };
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
+        Command::Entities { command } => objects(&store, ObjectKind::Entities, command).await?,
+        Command::FeatureViews { command } => objects(&store, ObjectKind::FeatureViews, command).await?,
+        Command::OnDemandFeatureViews { command } => objects(&store, ObjectKind::OnDemandFeatureViews, command).await?,
+        Command::FeatureServices { command } => objects(&store, ObjectKind::FeatureServices, command).await?,
+        Command::DataSources { command } => objects(&store, ObjectKind::DataSources, command).await?,
+        Command::Registry {
+            command: RegistryCommand::Diff { from, to },
+        } => {
+            let old = store.on_registry(move |r| r.version(from)).await?.1;
+            let new = store.on_registry(move |r| r.version(to)).await?.1;
+            let plan = larder_registry::diff(Some(&old), &new);
+            print!("{plan}");
+            if plan.is_empty() {
+                println!();
+            }
+        }
         Command::Registry {
             command: RegistryCommand::History,
         } => {
@@ -536,6 +596,18 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `larder <kind> list|describe NAME`.
+async fn objects(store: &FeatureStore, kind: ObjectKind, command: ObjectCommand) -> Result<()> {
+    let Some(state) = store.on_registry(|r| r.load()).await? else {
+        bail!("the registry is empty: run `larder apply` first");
+    };
+    match command {
+        ObjectCommand::List => println!("{}", inspect::list(&state.doc, kind).render()),
+        ObjectCommand::Describe { name } => print!("{}", inspect::describe(&state.doc, kind, &name)?),
     }
     Ok(())
 }

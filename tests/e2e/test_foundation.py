@@ -337,3 +337,44 @@ def test_the_arrow_answer_has_the_json_answers_cells(deployed, monkeypatch):
     by_arrow = store.get_online_features(request["features"], rows)
     assert by_arrow._table is not None and by_json._table is None
     assert by_arrow.to_dict(include_event_timestamps=True) == by_json.to_dict(include_event_timestamps=True)
+
+
+def test_feast_style_list_and_describe_commands(deployed):
+    """`larder <kind> list|describe NAME`, as Feast's CLI has them, beside a running server; the
+    tables name every object of the repo's definitions, `describe` prints one in full (YAML)."""
+    import yaml
+
+    larder = deployed["larder"]
+    views = larder.run("feature-views", "list").stdout.splitlines()
+    assert views[0].split() == ["NAME", "ENTITIES", "TYPE"], views
+    rows = {line.split()[0]: line.split()[1:] for line in views[1:]}
+    assert rows == {"customer_profile": ["customer", "FeatureView"], "driver_stats": ["driver", "FeatureView"],
+                    "driver_trips": ["driver", "FeatureView"]}, rows
+    entities = [line.split()[0] for line in larder.run("entities", "list").stdout.splitlines()[1:]]
+    assert entities == ["customer", "driver"], entities
+    sources = larder.run("data-sources", "list").stdout
+    assert "driver_source" in sources and "FileSource" in sources, sources
+    services = larder.run("feature-services", "list").stdout
+    assert "svc" in services and "driver_stats:conv_rate" in services and "customer_profile:*" in services, services
+
+    described = yaml.safe_load(larder.run("feature-views", "describe", "driver_stats").stdout)
+    assert described["name"] == "driver_stats"
+    assert [f["name"] for f in described["features"]] == ["conv_rate", "acc_rate", "trips"], described
+    assert described["ttl_seconds"] == 30 * 86400, described
+    missing = larder.run("entities", "describe", "nobody", check=False)
+    assert missing.returncode != 0 and "Entity nobody does not exist" in missing.stderr, missing.stderr
+
+
+def test_registry_diff_between_two_versions(tmp_path):
+    repo = tmp_path / "repo"
+    make_repo(repo, NOW, ttl_days=30)
+    larder = Larder(repo)
+    larder.run("apply")
+    make_repo(repo, NOW, ttl_days=7)  # the same repo with another ttl on the driver views
+    larder.run("apply")
+    diff = larder.run("registry", "diff", "1", "2").stdout
+    assert "Updated feature view driver_stats" in diff and "Updated feature view driver_trips" in diff, diff
+    assert "customer_profile" not in diff, diff
+    assert "No changes to the registry." in larder.run("registry", "diff", "2", "2").stdout
+    missing = larder.run("registry", "diff", "1", "9", check=False)
+    assert missing.returncode != 0 and "9" in missing.stderr, missing.stderr
