@@ -189,7 +189,10 @@ mod tests {
         let text = views.render();
         assert!(text.lines().next().unwrap().starts_with("NAME"), "{text}");
         let row = text.lines().find(|l| l.starts_with("driver_hourly_stats ")).unwrap();
-        assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["driver_hourly_stats", "driver", "FeatureView"]);
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["driver_hourly_stats", "driver", "FeatureView"]
+        );
         let sources = list(&d, ObjectKind::DataSources);
         assert!(sources
             .rows
