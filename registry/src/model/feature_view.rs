@@ -265,3 +265,10 @@ pub struct OnDemandFeatureView {
     #[serde(default)]
     pub owner: String,
 }
+
+impl OnDemandFeatureView {
+    /// The output feature `name`, if the view has it.
+    pub fn feature(&self, name: &str) -> Option<&Field> {
+        self.features.iter().find(|f| f.name == name)
+    }
+}

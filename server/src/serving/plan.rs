@@ -173,9 +173,7 @@ impl OnlinePlan {
             for f in &o.features {
                 let dtype = o
                     .odfv
-                    .features
-                    .iter()
-                    .find(|x| &x.name == f)
+                    .feature(f)
                     .map(|x| x.dtype)
                     .ok_or_else(|| Error::Internal(format!("no output {f}")))?;
                 let name = if full_feature_names {

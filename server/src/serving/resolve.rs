@@ -122,7 +122,7 @@ pub(crate) fn resolve_with_odfvs<'a>(
                     Some(v) => v,
                     None => match doc.on_demand_feature_view(view_name) {
                         Some(o) => {
-                            if !o.features.iter().any(|f| f.name == feature) {
+                            if o.feature(feature).is_none() {
                                 return Err(odfv_feature_missing(feature, view_name));
                             }
                             push_odfv(o, view_name, feature, &mut odfvs);
@@ -158,7 +158,7 @@ pub(crate) fn resolve_with_odfvs<'a>(
                                 p.features.iter().map(String::as_str).collect()
                             };
                             for f in names {
-                                if !o.features.iter().any(|x| x.name == f) {
+                                if o.feature(f).is_none() {
                                     return Err(odfv_feature_missing(f, &p.view));
                                 }
                                 push_odfv(o, display, f, &mut odfvs);

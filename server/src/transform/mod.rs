@@ -248,9 +248,7 @@ pub fn apply_to_stream(
         for (f, out) in &p.outputs {
             let dtype = p
                 .odfv
-                .features
-                .iter()
-                .find(|x| &x.name == f)
+                .feature(f)
                 .map(|x| x.dtype)
                 .ok_or_else(|| Error::Internal(format!("no output {f}")))?;
             fields.push(ArrowField::new(out, arrow_type(dtype), true));
