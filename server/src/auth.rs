@@ -117,23 +117,10 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 impl Authenticator {
     /// Builds the authenticator of a configuration (`None`: authentication is off).
-    #[allow(clippy::disallowed_methods, reason = "read once, at start-up")]
     pub fn from_config(config: &AuthConfig, repo_dir: &Path) -> Result<Option<Self>, String> {
-        let (inline, file) = match config {
-            AuthConfig::NoAuth => return Ok(None),
-            AuthConfig::Token { tokens, tokens_file } => (tokens, tokens_file),
+        let Some(all) = tokens(config, repo_dir)? else {
+            return Ok(None);
         };
-        let mut all = inline.clone();
-        if let Some(f) = file {
-            let path = repo_dir.join(f);
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| format!("auth.tokens_file {}: {e}", path.display()))?;
-            let text =
-                crate::config::expand_env(&text).map_err(|e| format!("auth.tokens_file {}: {e}", path.display()))?;
-            let more: Vec<TokenConfig> =
-                serde_yaml_ng::from_str(&text).map_err(|e| format!("auth.tokens_file {}: {e}", path.display()))?;
-            all.extend(more);
-        }
         if all.is_empty() {
             return Err("auth: type `token` needs at least one token (tokens or tokens_file)".into());
         }
@@ -183,6 +170,45 @@ impl Authenticator {
             Err(Denied::Forbidden(e.name.clone()))
         }
     }
+}
+
+/// Every token of a configuration, inline and from `tokens_file` (`None`: authentication is
+/// off).
+#[allow(clippy::disallowed_methods, reason = "read once, at start-up")]
+fn tokens(config: &AuthConfig, repo_dir: &Path) -> Result<Option<Vec<TokenConfig>>, String> {
+    let (inline, file) = match config {
+        AuthConfig::NoAuth => return Ok(None),
+        AuthConfig::Token { tokens, tokens_file } => (tokens, tokens_file),
+    };
+    let mut all = inline.clone();
+    if let Some(f) = file {
+        let path = repo_dir.join(f);
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("auth.tokens_file {}: {e}", path.display()))?;
+        let text = crate::config::expand_env(&text).map_err(|e| format!("auth.tokens_file {}: {e}", path.display()))?;
+        let more: Vec<TokenConfig> =
+            serde_yaml_ng::from_str(&text).map_err(|e| format!("auth.tokens_file {}: {e}", path.display()))?;
+        all.extend(more);
+    }
+    Ok(Some(all))
+}
+
+/// A token of the configuration with the `admin` role in `project`, for the CLI to call the
+/// repo's own server with (`Ok(None)`: authentication is off, or no token has the role).
+pub fn admin_token(config: &AuthConfig, repo_dir: &Path, project: &str) -> Result<Option<String>, String> {
+    let Some(all) = tokens(config, repo_dir)? else {
+        return Ok(None);
+    };
+    Ok(all
+        .into_iter()
+        .find(|t| match &t.roles {
+            RoleGrant::All(r) => r.contains(&Role::Admin),
+            RoleGrant::PerProject(m) => m
+                .get(project)
+                .into_iter()
+                .chain(m.get("*"))
+                .any(|r| r.contains(&Role::Admin)),
+        })
+        .map(|t| t.token))
 }
 
 /// The roles that may use a route (any one of them; `admin` always may); `None`: public.

@@ -338,6 +338,8 @@ pub struct StreamConfig {
     /// How often (ms) the offline copy is appended (one Parquet part per partition) and the
     /// offsets committed; online writes do not wait for it.
     pub offline_flush_ms: u64,
+    /// How often (ms) `larder_stream_consumer_lag` is refreshed, also while no message comes.
+    pub lag_refresh_ms: u64,
     /// Where events that cannot be ingested go.
     pub dead_letter: DeadLetterConfig,
     /// Extra librdkafka consumer settings (`security.protocol`, `sasl.*`, ...).
@@ -351,6 +353,7 @@ impl Default for StreamConfig {
             max_batch_events: 5000,
             max_batch_wait_ms: 20,
             offline_flush_ms: 5000,
+            lag_refresh_ms: 5000,
             dead_letter: DeadLetterConfig::default(),
             kafka: BTreeMap::new(),
         }
@@ -633,6 +636,15 @@ impl RepoConfig {
             auth: raw.auth,
             stream: raw.stream,
         })
+    }
+
+    /// The directory of the embedded (RocksDB) online store, when that is the configured
+    /// store: one process at a time may open it.
+    pub fn embedded_store_dir(&self) -> Option<PathBuf> {
+        match &self.online_store {
+            OnlineStoreConfig::Rocksdb(c) => Some(self.resolve_path(&c.path)),
+            _ => None,
+        }
     }
 
     /// Resolves a path from the repo's definitions against the repo directory.

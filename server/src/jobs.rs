@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::materialize::Progress;
 use crate::store::MaterializeOutcome;
@@ -19,7 +19,7 @@ use crate::store::MaterializeOutcome;
 pub const KEEP: usize = 256;
 
 /// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Still running.
@@ -31,7 +31,7 @@ pub enum JobStatus {
 }
 
 /// A finished view of a materialization job.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ViewResult {
     /// The view.
     pub feature_view: String,
@@ -43,10 +43,12 @@ pub struct ViewResult {
     pub rows: u64,
     /// Of those, keys already older than the view's ttl.
     pub expired: u64,
+    /// Wall time of the view, seconds.
+    pub seconds: f64,
 }
 
 /// Why a job failed.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobError {
     /// The HTTP status the error would have had as a response.
     pub status: u16,
@@ -55,7 +57,7 @@ pub struct JobError {
 }
 
 /// What `GET /jobs/{id}` answers.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobReport {
     /// The job id.
     pub id: String,
@@ -111,6 +113,7 @@ impl Job {
                             end: o.end,
                             rows: o.rows,
                             expired: o.expired,
+                            seconds: o.seconds,
                         })
                         .collect();
                 }

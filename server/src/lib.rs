@@ -15,6 +15,7 @@ pub mod error;
 pub mod exporter;
 pub mod flight;
 pub mod grpc;
+pub mod handoff;
 mod import_feast;
 pub mod ingest;
 pub mod inspect;

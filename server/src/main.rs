@@ -14,7 +14,7 @@ use larder_server::inspect::{self, ObjectKind};
 use larder_server::materialize::Progress;
 use larder_server::serving::RequestLimits;
 use larder_server::time::parse_time;
-use larder_server::{exporter, FeatureStore, MaterializeOutcome};
+use larder_server::{exporter, handoff, FeatureStore, MaterializeOutcome};
 
 /// Larder: a fast, Feast-compatible feature store.
 #[derive(Debug, Parser)]
@@ -315,6 +315,34 @@ fn progress_bar() -> Bar {
     Bar(bar)
 }
 
+/// The server to hand a materialization to: the one advertised in the embedded store's
+/// directory when another process holds the store (see [`handoff`]), with the token to call it
+/// with. `None`: this process opened the store (or the store is not embedded) and runs it.
+fn held_by_server(store: &FeatureStore) -> Result<Option<(handoff::ServerAddress, Option<String>)>> {
+    let Some(dir) = store.config().embedded_store_dir() else {
+        return Ok(None);
+    };
+    let Err(e) = store.online() else {
+        return Ok(None);
+    };
+    let Some(server) = handoff::find(&dir).filter(|s| s.project == store.project()) else {
+        return Err(e.into());
+    };
+    println!(
+        "The online store is held by the server at {} (pid {}): the materialization runs there.",
+        server.url, server.pid
+    );
+    let token = match std::env::var("LARDER_TOKEN") {
+        Ok(t) if !t.is_empty() => Some(t),
+        _ => match &store.config().auth {
+            Some(auth) => larder_server::auth::admin_token(auth, &store.config().repo_dir, store.project())
+                .map_err(anyhow::Error::msg)?,
+            None => None,
+        },
+    };
+    Ok(Some((server, token)))
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let repo = cli.chdir.clone().unwrap_or_else(|| PathBuf::from("."));
     let store = FeatureStore::open(&repo)?;
@@ -361,7 +389,13 @@ async fn run(cli: Cli) -> Result<()> {
                 end.to_rfc3339()
             );
             let bar = progress_bar();
-            let outcomes = store.materialize(start, end, &views, &bar).await;
+            let outcomes = match held_by_server(&store)? {
+                Some((server, token)) => {
+                    let call = handoff::MaterializeCall::Range { start, end };
+                    handoff::materialize(&server, token.as_deref(), &call, &views, &bar).await
+                }
+                None => store.materialize(start, end, &views, &bar).await,
+            };
             bar.0.finish_and_clear();
             report(&outcomes?);
         }
@@ -373,7 +407,13 @@ async fn run(cli: Cli) -> Result<()> {
                 end.to_rfc3339()
             );
             let bar = progress_bar();
-            let outcomes = store.materialize_incremental(end, &views, &bar).await;
+            let outcomes = match held_by_server(&store)? {
+                Some((server, token)) => {
+                    let call = handoff::MaterializeCall::Incremental { end };
+                    handoff::materialize(&server, token.as_deref(), &call, &views, &bar).await
+                }
+                None => store.materialize_incremental(end, &views, &bar).await,
+            };
             bar.0.finish_and_clear();
             report(&outcomes?);
         }
@@ -439,6 +479,17 @@ async fn run(cli: Cli) -> Result<()> {
                 _ => None,
             };
             let scheme = if tls.is_some() { "https" } else { "http" };
+            // CLI materializations beside this server are handed to it (see `handoff`).
+            let _advertised = store.config().embedded_store_dir().and_then(|dir| {
+                let address = handoff::ServerAddress {
+                    pid: std::process::id(),
+                    project: store.project().to_string(),
+                    url: handoff::local_url(scheme, local),
+                };
+                handoff::advertise(&dir, &address)
+                    .map_err(|e| tracing::warn!(error = %e, "The server's address is not advertised to the CLI."))
+                    .ok()
+            });
             println!(
                 "Larder serving project {} on {scheme}://{local} (docs at {scheme}://{local}/docs)",
                 store.project()

@@ -1,6 +1,7 @@
 """Operating the server: Prometheus metrics, load shedding (503, no queue), request timeouts
 (504), graceful shutdown on SIGTERM with requests in flight."""
 
+import json
 import re
 import signal
 import threading
@@ -173,3 +174,37 @@ def test_feature_count_limit(repo):
         assert server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}}).status_code == 200
     finally:
         server.stop()
+
+
+def test_cli_materialization_beside_a_running_server_is_handed_to_it(tmp_path):
+    """The server holds the embedded store; `larder materialize` runs the job there (and says
+    so) instead of failing, and the values served are the newest rows of the window computed
+    here from the raw data. Once the server is gone the CLI runs locally again."""
+    from e2e.repo_factory import expected_latest
+
+    data = make_repo(tmp_path, NOW)
+    larder = Larder(tmp_path)
+    larder.run("apply")
+    server = Server(larder)
+    drivers = list(range(1, 21))
+    try:
+        advert = json.loads((tmp_path / "data" / "online" / "larder-server.json").read_text())
+        assert advert["url"] == server.url and advert["project"] == "e2e_project", advert
+        before = server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": drivers}}).json()
+        assert before["results"][1]["values"] == [None] * len(drivers)
+        start, end = NOW - timedelta(days=2), NOW
+        p = larder.run("materialize", iso(start), iso(end), "--views", "driver_stats")
+        assert "held by the server at " + server.url in p.stdout, p.stdout
+        assert re.search(r"driver_stats: \d+ rows from", p.stdout), p.stdout
+        want = expected_latest(data["drivers"], "driver_id", "event_timestamp", start, end, "created")
+        r = server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": drivers}})
+        got = r.json()["results"][1]["values"]
+        assert got == [int(want.loc[d, "trips"]) if d in want.index else None for d in drivers], got
+        # An unknown view is the server's 404, reported by the CLI.
+        p = larder.run("materialize-incremental", iso(end), "--views", "no_such_view", check=False)
+        assert p.returncode != 0 and "no_such_view" in p.stderr, p.stderr
+    finally:
+        server.stop()
+    assert not (tmp_path / "data" / "online" / "larder-server.json").exists()
+    p = larder.run("materialize-incremental", iso(NOW))
+    assert "held by the server" not in p.stdout, p.stdout

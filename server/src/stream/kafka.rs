@@ -20,15 +20,27 @@ pub struct KafkaStream {
     consumer: Arc<StreamConsumer>,
     topic: String,
     servers: String,
-    group: String,
-    lag_checked: std::time::Instant,
-    lag_probe: Option<tokio::task::JoinHandle<()>>,
+    /// Publishes the consumer lag on a timer; stopped when the stream is dropped.
+    lag_timer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for KafkaStream {
+    fn drop(&mut self) {
+        self.lag_timer.abort();
+    }
 }
 
 impl KafkaStream {
     /// Joins consumer group `group` on `topic`; `extra` are librdkafka settings (TLS, SASL...).
-    /// A group without committed offsets starts at the earliest message.
-    pub fn connect(servers: &str, topic: &str, group: &str, extra: &BTreeMap<String, String>) -> Result<Self> {
+    /// A group without committed offsets starts at the earliest message. The consumer lag is
+    /// published every `lag_every` (see [`lag_timer`]).
+    pub fn connect(
+        servers: &str,
+        topic: &str,
+        group: &str,
+        extra: &BTreeMap<String, String>,
+        lag_every: Duration,
+    ) -> Result<Self> {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", servers)
             .set("group.id", group)
@@ -48,46 +60,18 @@ impl KafkaStream {
         consumer
             .subscribe(&[topic])
             .map_err(|e| Error::Unavailable(format!("subscribing to {topic} on {servers}: {e}")))?;
+        let consumer = Arc::new(consumer);
         Ok(KafkaStream {
-            consumer: Arc::new(consumer),
+            lag_timer: tokio::spawn(lag_timer(
+                Arc::clone(&consumer),
+                topic.to_string(),
+                group.to_string(),
+                lag_every,
+            )),
+            consumer,
             topic: topic.to_string(),
             servers: servers.to_string(),
-            group: group.to_string(),
-            lag_checked: std::time::Instant::now(),
-            lag_probe: None,
         })
-    }
-
-    /// Publishes `larder_stream_consumer_lag` (messages between the group's position and the
-    /// end of each assigned partition), at most every 5 s, from a blocking task so that the
-    /// brokers' answers never hold up consumption.
-    fn record_lag(&mut self) {
-        if self.lag_checked.elapsed() < Duration::from_secs(5)
-            || self.lag_probe.as_ref().is_some_and(|h| !h.is_finished())
-        {
-            return;
-        }
-        self.lag_checked = std::time::Instant::now();
-        let consumer = Arc::clone(&self.consumer);
-        let (topic, group) = (self.topic.clone(), self.group.clone());
-        self.lag_probe = Some(tokio::task::spawn_blocking(move || {
-            let lag = (|| -> Option<i64> {
-                let position = consumer.position().ok()?;
-                let mut lag = 0;
-                for e in position.elements() {
-                    let (_, high) = consumer
-                        .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
-                        .ok()?;
-                    if let Offset::Offset(o) = e.offset() {
-                        lag += (high - o).max(0);
-                    }
-                }
-                Some(lag)
-            })();
-            if let Some(lag) = lag {
-                metrics::gauge!("larder_stream_consumer_lag", "topic" => topic, "group" => group).set(lag as f64);
-            }
-        }));
     }
 
     fn offsets(&self, batch: &[StreamMessage]) -> Result<Option<TopicPartitionList>> {
@@ -106,6 +90,59 @@ impl KafkaStream {
         }
         Ok(Some(tpl))
     }
+}
+
+/// Publishes `larder_stream_consumer_lag` every `every`, whether messages arrive or not, so
+/// that a consumer that has caught up reads 0 (and a lag alert clears). The brokers are asked
+/// from the blocking pool, so that their answers never hold up consumption.
+async fn lag_timer(consumer: Arc<StreamConsumer>, topic: String, group: String, every: Duration) {
+    let gauge = metrics::gauge!("larder_stream_consumer_lag", "topic" => topic, "group" => group);
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let c = Arc::clone(&consumer);
+        if let Ok(Some(lag)) = tokio::task::spawn_blocking(move || lag_of(&c)).await {
+            gauge.set(lag as f64);
+        }
+    }
+}
+
+/// Messages between the group's position and the end of each assigned partition; `None`
+/// before the group has assigned partitions, or when a broker does not answer.
+///
+/// A partition this consumer has not read from yet has no position: there it counts from the
+/// group's committed offset, or from the start of the partition (`auto.offset.reset:
+/// earliest`) when the group has committed none.
+fn lag_of(consumer: &StreamConsumer) -> Option<i64> {
+    let timeout = Duration::from_secs(2);
+    let position = consumer.position().ok()?;
+    if position.count() == 0 {
+        return None;
+    }
+    let mut committed: Option<TopicPartitionList> = None;
+    let mut lag = 0;
+    for e in position.elements() {
+        let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout).ok()?;
+        let from = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => {
+                if committed.is_none() {
+                    committed = Some(consumer.committed(timeout).ok()?);
+                }
+                match committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(e.topic(), e.partition()))
+                    .map(|p| p.offset())
+                {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                }
+            }
+        };
+        lag += (high - from).max(0);
+    }
+    Some(lag)
 }
 
 #[async_trait]
@@ -132,9 +169,6 @@ impl StreamSource for KafkaStream {
                 }
                 Err(_) => break,
             }
-        }
-        if !out.is_empty() {
-            self.record_lag();
         }
         Ok(out)
     }

@@ -7,6 +7,7 @@ use datafusion::arrow::array::RecordBatch;
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 
+use super::late::Watermarks;
 use super::offline_copy::{PendingOffline, SchemaCache};
 use super::{tiles, BatchOutcome, DeadLetter, DeadLetterSink, StreamMessage, StreamView};
 use crate::error::{Error, Result};
@@ -108,8 +109,9 @@ pub(super) fn merge_rows<'a>(
     out
 }
 
-/// Processes one micro-batch of `view`: dead letters out, online written; the offline rows
-/// go to `pending` (`None` when this view does not write the source's offline copy).
+/// Processes one micro-batch of `view`: dead letters (bad and late events) out, online
+/// written; the offline rows go to `pending` (`None` when this view does not write the
+/// source's offline copy). `watermarks` are the worker's (see [`super::late`]).
 pub async fn process_batch(
     store: &FeatureStore,
     view: &str,
@@ -117,6 +119,7 @@ pub async fn process_batch(
     dead_letters: &dyn DeadLetterSink,
     pending: Option<&mut PendingOffline>,
     schemas: &mut SchemaCache,
+    watermarks: &mut Watermarks,
 ) -> Result<BatchOutcome> {
     let state = store.cached_state().await?;
     let sv = StreamView::find(&state.doc, view).ok_or_else(|| Error::view_not_found(view, store.project()))?;
@@ -124,8 +127,18 @@ pub async fn process_batch(
     let columns = tiles::columns_of(sv.view);
     let mut events = Vec::with_capacity(batch.len());
     let mut letters = Vec::new();
+    let mut late = 0;
+    let delay = sv.source.watermark_delay_seconds;
+    // Moved on only once the batch is stored: a retried batch is judged as the first time.
+    let mut marks = watermarks.clone();
     for m in batch {
-        match decode(&sv, &schema, &columns, m) {
+        let decoded = decode(&sv, &schema, &columns, m).and_then(|e| {
+            marks
+                .admit(m.partition, e.row.event_ts, delay)
+                .inspect_err(|_| late += 1)?;
+            Ok(e)
+        });
+        match decoded {
             Ok(e) => events.push(e),
             Err(reason) => letters.push(DeadLetter {
                 partition: m.partition,
@@ -240,7 +253,8 @@ pub async fn process_batch(
     let online = store.online()?;
     let mut outcome = BatchOutcome {
         ingested: events.len(),
-        dead_lettered: letters.len(),
+        dead_lettered: letters.len() - late,
+        late,
         replayed: 0,
     };
     if sv.view.is_aggregated() {
@@ -276,6 +290,7 @@ pub async fn process_batch(
         let rows = events.into_iter().map(|e| e.row).collect();
         online.write_batch(store.project(), view, rows).await?;
     }
+    *watermarks = marks;
     if let Some(newest) = batch_newest {
         let age = (crate::time::to_nanos(chrono::Utc::now()) - newest) as f64 / 1e9;
         metrics::gauge!("larder_stream_event_age_seconds", "view" => view.to_string()).set(age);
@@ -284,6 +299,8 @@ pub async fn process_batch(
         .increment(outcome.ingested as u64);
     metrics::counter!("larder_stream_events_total", "view" => view.to_string(), "outcome" => "dead_letter")
         .increment(outcome.dead_lettered as u64);
+    metrics::counter!("larder_stream_events_total", "view" => view.to_string(), "outcome" => "late")
+        .increment(outcome.late as u64);
     metrics::counter!("larder_stream_events_total", "view" => view.to_string(), "outcome" => "replayed")
         .increment(outcome.replayed as u64);
     Ok(outcome)

@@ -5,8 +5,8 @@
 //! [`dead_letter`]). A worker per view ([`worker`]) reads micro-batches and, for each:
 //!
 //! 1. decodes and validates every message (`micro_batch`); a bad one (unparseable JSON, missing key or
-//!    timestamp, wrong type) goes to the dead-letter sink with its reason and never stops the
-//!    worker;
+//!    timestamp, wrong type) or a late one ([`late`]) goes to the dead-letter sink with its
+//!    reason and never stops the worker;
 //! 2. writes the online store at once: newest-wins rows for a plain view, or the merged time
 //!    tiles of an aggregated one ([`tiles`]), which record the offsets they hold;
 //! 3. keeps the good events' offline rows until the next flush (`stream.offline_flush_ms`),
@@ -21,6 +21,7 @@
 pub mod dead_letter;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod late;
 mod micro_batch;
 mod offline_copy;
 pub mod tiles;
@@ -88,8 +89,10 @@ pub trait DeadLetterSink: Send + Sync {
 pub struct BatchOutcome {
     /// Events written online (and offline).
     pub ingested: usize,
-    /// Events sent to the dead-letter sink.
+    /// Events sent to the dead-letter sink because they are bad.
     pub dead_lettered: usize,
+    /// Events sent to the dead-letter sink because they are late (see [`late`]).
+    pub late: usize,
     /// Events of an aggregated view skipped because their offset was applied before.
     pub replayed: usize,
 }

@@ -75,7 +75,14 @@ fn dead_letters(store: &FeatureStore, servers: &str) -> Result<Arc<dyn DeadLette
 fn connect_source(sub: &Subscription, group: &str, store: &FeatureStore) -> Result<Box<dyn StreamSource>> {
     #[cfg(feature = "kafka")]
     {
-        let stream = super::kafka::KafkaStream::connect(&sub.servers, &sub.topic, group, &store.config().stream.kafka)?;
+        let cfg = &store.config().stream;
+        let stream = super::kafka::KafkaStream::connect(
+            &sub.servers,
+            &sub.topic,
+            group,
+            &cfg.kafka,
+            Duration::from_millis(cfg.lag_refresh_ms),
+        )?;
         Ok(Box::new(stream))
     }
     #[cfg(not(feature = "kafka"))]
@@ -136,6 +143,7 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
     let flush_every = Duration::from_millis(cfg.offline_flush_ms.max(1));
     let mut pending = PendingOffline::default();
     let mut schemas = SchemaCache::default();
+    let mut watermarks = super::late::Watermarks::default();
     // Messages processed (online) but not committed yet: committed after the offline flush.
     let mut uncommitted: Vec<StreamMessage> = Vec::new();
     let mut last_flush = tokio::time::Instant::now();
@@ -156,7 +164,17 @@ async fn run_view(store: Arc<FeatureStore>, view: String, sub: Subscription, mut
             let mut backoff = Duration::from_millis(100);
             loop {
                 let offline = writes_offline_now(&store, &view).await.then_some(&mut pending);
-                match process_batch(&store, &view, &batch, sink.as_ref(), offline, &mut schemas).await {
+                match process_batch(
+                    &store,
+                    &view,
+                    &batch,
+                    sink.as_ref(),
+                    offline,
+                    &mut schemas,
+                    &mut watermarks,
+                )
+                .await
+                {
                     Ok(outcome) => {
                         tracing::debug!(%view, ?outcome, "micro-batch online");
                         break;
