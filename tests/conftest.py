@@ -23,6 +23,7 @@ _GROUP_OF_DIR = {"compat": "feast", "ui": "browser"}
 _GROUP_OF_FILE = {
     "test_stream.py": "kafka",
     "test_fraud_example.py": "kafka",
+    "test_stream_scale_out.py": "kafka",
     "test_redis.py": "services",
     "test_sql_registry.py": "services",
     "test_s3.py": "services",
