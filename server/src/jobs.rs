@@ -1,6 +1,10 @@
 //! Background jobs of the server: a materialization started over HTTP runs here, outside the
 //! request (and its timeout), and is watched with `GET /jobs/{id}`.
 //!
+//! Jobs run on their own runtime ([`background`]): one worker thread and its blocking pool,
+//! at a lowered OS priority, so that a materialization (its scan, its conversion to rows, its
+//! writes) takes at most one core and yields it to the serving threads when both want it.
+//!
 //! Jobs live in the serving process's memory: the most recent [`KEEP`] finished ones are kept
 //! for their callers to read; a restart forgets them (a materialization cut short by a restart
 //! records nothing, so re-running it is safe).
@@ -14,6 +18,57 @@ use serde::{Deserialize, Serialize};
 
 use crate::materialize::Progress;
 use crate::store::MaterializeOutcome;
+
+/// The OS priority of the background runtime's threads, on thread-priority's 0-99 scale
+/// (23: nice 9 on Linux, about a tenth of a core's share against a serving thread).
+const BACKGROUND_PRIORITY: u8 = 23;
+
+/// The runtime background jobs run on (built on first use): one worker thread, so that a job
+/// never holds more than one core with its CPU work, and threads (workers and blocking pool)
+/// at a lowered OS priority. A job's own spawned tasks (DataFusion's partitions) and
+/// blocking calls (the online store's writes) stay on it. `None` when it cannot be built.
+fn background() -> Option<&'static tokio::runtime::Handle> {
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .max_blocking_threads(4)
+                .thread_name("larder-job")
+                .on_thread_start(lower_priority)
+                .enable_all()
+                .build()
+                .inspect_err(|e| tracing::warn!(error = %e, "No background runtime: jobs share the serving threads."))
+                .ok()
+        })
+        .as_ref()
+        .map(tokio::runtime::Runtime::handle)
+}
+
+/// Lowers the calling thread's OS priority to [`BACKGROUND_PRIORITY`] (a thread may always
+/// lower its own).
+fn lower_priority() {
+    use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
+    let lowered = ThreadPriorityValue::try_from(BACKGROUND_PRIORITY)
+        .map_err(|e| e.to_string())
+        .and_then(|p| set_current_thread_priority(ThreadPriority::Crossplatform(p)).map_err(|e| e.to_string()));
+    if let Err(e) = lowered {
+        tracing::debug!(error = %e, "a job thread keeps the normal priority");
+    }
+}
+
+/// Runs `work` on the background runtime (see [`background`]), or on the current one when
+/// there is none.
+pub fn spawn_background<F>(work: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match background() {
+        Some(rt) => rt.spawn(work),
+        None => tokio::spawn(work),
+    }
+}
 
 /// How many jobs are remembered (running ones are never dropped).
 pub const KEEP: usize = 256;

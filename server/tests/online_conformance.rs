@@ -63,6 +63,7 @@ async fn conformance(store: Arc<dyn OnlineStore>) {
     store.health().await.expect("health");
     round_trip_of_every_value_type(&*store).await;
     newest_wins_on_out_of_order_writes(&*store).await;
+    replacing_writes_give_the_successor(&*store).await;
     unknown_keys_and_order(&*store).await;
     many_keys_across_views(&*store).await;
     delete_removes_only_that_view(&*store).await;
@@ -164,6 +165,29 @@ async fn newest_wins_on_out_of_order_writes(store: &dyn OnlineStore) {
     let vals: Vec<_> = got.iter().map(value_of).collect();
     assert_eq!(vals, vec![Some(1.0), Some(2.0), Some(3.0), Some(1.0)]);
     assert_eq!(got[1].as_ref().unwrap().created_ts, Some(11));
+}
+
+/// `write_replacing` (a read-modify-write's successor rows, newer than what was read): the
+/// successor is what is read back, new keys are created, and newest-wins writes on top still
+/// ignore older rows.
+async fn replacing_writes_give_the_successor(store: &dyn OnlineStore) {
+    let v = "replacing";
+    store
+        .write_batch("conf", v, vec![row(1, 100, None, 1.0), row(2, 100, None, 1.0)])
+        .await
+        .unwrap();
+    store
+        .write_replacing("conf", v, vec![row(1, 200, None, 2.0), row(3, 150, None, 3.0)])
+        .await
+        .unwrap();
+    store
+        .write_batch("conf", v, vec![row(1, 150, None, 9.0), row(3, 160, None, 4.0)])
+        .await
+        .unwrap();
+    let got = store.read("conf", v, &[key(1), key(2), key(3)]).await.unwrap();
+    let vals: Vec<_> = got.iter().map(value_of).collect();
+    assert_eq!(vals, vec![Some(2.0), Some(1.0), Some(4.0)]);
+    assert_eq!(got[0].as_ref().unwrap().event_ts, 200);
 }
 
 async fn unknown_keys_and_order(store: &dyn OnlineStore) {

@@ -2,6 +2,7 @@
 (504), graceful shutdown on SIGTERM with requests in flight."""
 
 import json
+from pathlib import Path
 import re
 import signal
 import threading
@@ -200,6 +201,17 @@ def test_cli_materialization_beside_a_running_server_is_handed_to_it(tmp_path):
         r = server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": drivers}})
         got = r.json()["results"][1]["values"]
         assert got == [int(want.loc[d, "trips"]) if d in want.index else None for d in drivers], got
+        # The job ran on the server's background threads, at a lowered OS priority (nice > 0), so
+        # that serving threads come first.
+        jobs = []
+        for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
+            if (task / "comm").read_text().strip() == "larder-job":
+                jobs.append(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+        assert jobs and all(nice > 0 for nice in jobs), jobs
+        serving = [int((t / "stat").read_text().rsplit(")", 1)[1].split()[16])
+                   for t in Path(f"/proc/{server.proc.pid}/task").iterdir()
+                   if (t / "comm").read_text().strip().startswith("tokio-rt")]
+        assert serving and all(nice == 0 for nice in serving), serving
         # An unknown view is the server's 404, reported by the CLI.
         p = larder.run("materialize-incremental", iso(end), "--views", "no_such_view", check=False)
         assert p.returncode != 0 and "no_such_view" in p.stderr, p.stderr

@@ -36,7 +36,8 @@ where
     let job = state.jobs.start(kind);
     let work = run(Arc::clone(&job));
     let watched = Arc::clone(&job);
-    tokio::spawn(async move {
+    // On the background runtime: the job's CPU work never takes the serving threads.
+    crate::jobs::spawn_background(async move {
         let result = work.await;
         if let Err(e) = &result {
             tracing::warn!(error = %e, "Materialization job failed.");

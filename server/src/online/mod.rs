@@ -36,6 +36,13 @@ use crate::error::{Error, Result};
 pub trait OnlineStore: Debug + Send + Sync {
     /// Upserts rows of one view (newest wins). Returns the number of rows submitted.
     async fn write_batch(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize>;
+    /// Writes rows of one view that replace what is stored for their keys, whatever its
+    /// times: for a caller that has read the stored rows and writes their successors (the
+    /// aggregation tiles of a stream view, whose worker read-modify-writes them). A backend
+    /// without a cheaper way upserts them as [`OnlineStore::write_batch`] does.
+    async fn write_replacing(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize> {
+        self.write_batch(project, view, rows).await
+    }
     /// Reads the rows stored for `keys` (serialized entity keys) of one view.
     async fn read(&self, project: &str, view: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<OnlineRow>>>;
     /// Reads several views at once (one round trip where the backend allows it); the answer

@@ -103,6 +103,15 @@ fn prefix(project: &str, view: &str) -> Vec<u8> {
     p
 }
 
+/// How rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Merged with what is stored: the newest `(event_ts, created_ts)` wins.
+    NewestWins,
+    /// Put over what is stored.
+    Replace,
+}
+
 fn db_error(path: &Path, e: rocksdb::Error) -> Error {
     let s = e.to_string();
     if s.contains("LOCK") || s.contains("lock") {
@@ -124,6 +133,13 @@ impl RocksDbOnlineStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_merge_operator_associative("larder_newest_wins", newest_wins);
+        // Compactions run at a lowered CPU and I/O priority: reads come first when both want
+        // the cores (a large materialization rewrites much of the database).
+        if let Ok(mut env) = rocksdb::Env::new() {
+            env.lower_thread_pool_cpu_priority();
+            env.lower_thread_pool_io_priority();
+            opts.set_env(&env);
+        }
         opts.increase_parallelism(
             std::thread::available_parallelism()
                 .map(|n| n.get() as i32)
@@ -252,11 +268,9 @@ impl RocksDbOnlineStore {
             .await
             .map_err(|e| Error::Internal(format!("RocksDB task failed: {e}")))?
     }
-}
 
-#[async_trait]
-impl OnlineStore for RocksDbOnlineStore {
-    async fn write_batch(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize> {
+    /// Writes `rows`: merged (newest wins, see [`newest_wins`]) or put over what is stored.
+    async fn write_rows(&self, project: &str, view: &str, rows: Vec<OnlineRow>, how: Write) -> Result<usize> {
         let p = prefix(project, view);
         let schemas = Arc::clone(&self.schemas);
         self.blocking(move |db, path| {
@@ -286,7 +300,11 @@ impl OnlineStore for RocksDbOnlineStore {
                 key.clear();
                 key.extend_from_slice(&p);
                 key.extend_from_slice(&row.key);
-                batch.merge(&key, row.encode_value_v2(schema.id));
+                let value = row.encode_value_v2(schema.id);
+                match how {
+                    Write::NewestWins => batch.merge(&key, value),
+                    Write::Replace => batch.put(&key, value),
+                }
             }
             db.write(batch).map_err(|e| db_error(path, e))?;
             for s in new_schemas {
@@ -295,6 +313,17 @@ impl OnlineStore for RocksDbOnlineStore {
             Ok(rows.len())
         })
         .await
+    }
+}
+
+#[async_trait]
+impl OnlineStore for RocksDbOnlineStore {
+    async fn write_batch(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize> {
+        self.write_rows(project, view, rows, Write::NewestWins).await
+    }
+
+    async fn write_replacing(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize> {
+        self.write_rows(project, view, rows, Write::Replace).await
     }
 
     async fn read(&self, project: &str, view: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<OnlineRow>>> {

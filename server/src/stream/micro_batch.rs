@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use datafusion::arrow::array::RecordBatch;
-use indexmap::IndexMap;
 use serde_json::Value as Json;
 
+use super::decode::Layout;
 use super::late::Watermarks;
 use super::offline_copy::{PendingOffline, SchemaCache};
 use super::{tiles, BatchOutcome, DeadLetter, DeadLetterSink, StreamMessage, StreamView};
@@ -21,32 +21,8 @@ struct Event {
     row: OnlineRow,
     /// Aggregated column values (aggregated views).
     agg_values: Vec<Option<f64>>,
-    /// The message's fields that the batch source has (one row each).
-    offline: IndexMap<String, Vec<Json>>,
-}
-
-/// The message as a one-row column map with message field names mapped to feature names and
-/// the stream's timestamp field renamed to the batch source's.
-fn message_columns(sv: &StreamView<'_>, payload: &[u8]) -> std::result::Result<IndexMap<String, Vec<Json>>, String> {
-    let json: Json = serde_json::from_slice(payload).map_err(|e| format!("unparseable JSON: {e}"))?;
-    let Json::Object(fields) = json else {
-        return Err("the message is not a JSON object".into());
-    };
-    let mut df = IndexMap::with_capacity(fields.len());
-    for (name, value) in fields {
-        let mut name = sv.source.field_mapping.get(&name).cloned().unwrap_or(name);
-        if name == sv.source.timestamp_field {
-            name = sv.batch.timestamp_field.clone();
-        }
-        df.insert(name, vec![value]);
-    }
-    if !df.contains_key(&sv.batch.timestamp_field) {
-        return Err(format!(
-            "the timestamp field `{}` is missing",
-            sv.source.timestamp_field
-        ));
-    }
-    Ok(df)
+    /// The batch source's columns as the message gave them (see [`Layout::offline_columns`]).
+    offline: Vec<Option<Json>>,
 }
 
 /// A readable reason from a validation error of a one-row frame (`df.x[0]: ...` -> `x: ...`).
@@ -58,55 +34,6 @@ fn reason(e: Error) -> String {
         }
         other => other.to_string(),
     }
-}
-
-fn decode(
-    sv: &StreamView<'_>,
-    schema: &datafusion::arrow::datatypes::SchemaRef,
-    columns: &[String],
-    m: &StreamMessage,
-) -> std::result::Result<Event, String> {
-    let payload = m.payload.as_deref().ok_or("an empty message (tombstone)")?;
-    let mut df = message_columns(sv, payload)?;
-    let mut rows = crate::ingest::rows_from_columns(sv.doc, sv.view, &df).map_err(reason)?;
-    let row = rows.pop().ok_or("no row")?;
-    let mut agg_values = Vec::with_capacity(columns.len());
-    for c in columns {
-        agg_values.push(match df.get(c).and_then(|v| v.first()) {
-            None | Some(Json::Null) => None,
-            Some(v) => Some(v.as_f64().ok_or_else(|| format!("{c}: expected a number, got {v}"))?),
-        });
-    }
-    // Fields the batch source does not have are not part of the offline copy.
-    df.retain(|k, _| schema.field_with_name(k).is_ok());
-    Ok(Event {
-        partition: m.partition,
-        offset: m.offset,
-        row,
-        agg_values,
-        offline: df,
-    })
-}
-
-/// One-row column maps merged into one column map (a column missing in a row is null there).
-pub(super) fn merge_rows<'a>(
-    rows: impl Iterator<Item = &'a IndexMap<String, Vec<Json>>>,
-) -> IndexMap<String, Vec<Json>> {
-    let mut out: IndexMap<String, Vec<Json>> = IndexMap::new();
-    let mut n = 0;
-    for row in rows {
-        for (k, v) in row {
-            let col = out.entry(k.clone()).or_insert_with(|| vec![Json::Null; n]);
-            col.push(v.first().cloned().unwrap_or(Json::Null));
-        }
-        n += 1;
-        for col in out.values_mut() {
-            if col.len() < n {
-                col.push(Json::Null);
-            }
-        }
-    }
-    out
 }
 
 /// Processes one micro-batch of `view`: dead letters (bad and late events) out, online
@@ -125,6 +52,8 @@ pub async fn process_batch(
     let sv = StreamView::find(&state.doc, view).ok_or_else(|| Error::view_not_found(view, store.project()))?;
     let schema = schemas.get(store, &sv, state.version).await?;
     let columns = tiles::columns_of(sv.view);
+    let layout = Layout::new(&sv, &schema, &columns);
+    let mut scratch = Vec::new();
     let mut events = Vec::with_capacity(batch.len());
     let mut letters = Vec::new();
     let mut late = 0;
@@ -132,12 +61,23 @@ pub async fn process_batch(
     // Moved on only once the batch is stored: a retried batch is judged as the first time.
     let mut marks = watermarks.clone();
     for m in batch {
-        let decoded = decode(&sv, &schema, &columns, m).and_then(|e| {
-            marks
-                .admit(m.partition, e.row.event_ts, delay)
-                .inspect_err(|_| late += 1)?;
-            Ok(e)
-        });
+        let decoded = m
+            .payload
+            .as_deref()
+            .ok_or_else(|| "an empty message (tombstone)".to_string())
+            .and_then(|payload| layout.decode(payload, &mut scratch))
+            .and_then(|d| {
+                marks
+                    .admit(m.partition, d.row.event_ts, delay)
+                    .inspect_err(|_| late += 1)?;
+                Ok(Event {
+                    partition: m.partition,
+                    offset: m.offset,
+                    row: d.row,
+                    agg_values: d.agg_values,
+                    offline: d.offline,
+                })
+            });
         match decoded {
             Ok(e) => events.push(e),
             Err(reason) => letters.push(DeadLetter {
@@ -159,11 +99,11 @@ pub async fn process_batch(
     let fresh = |partition: i32, offset: i64| offset > covered.get(&partition).copied().unwrap_or(-1);
     // The offline rows of `partition`'s events not appended or waiting yet, as one column map.
     let fresh_rows = |events: &[Event], partition: i32| {
-        merge_rows(
+        layout.offline_columns(
             events
                 .iter()
                 .filter(|e| e.partition == partition && fresh(e.partition, e.offset))
-                .map(|e| &e.offline),
+                .map(|e| &e.offline[..]),
         )
     };
     if pending.is_some() {
@@ -186,9 +126,10 @@ pub async fn process_batch(
                 Err(_) => {
                     let mut keep = Vec::with_capacity(events.len());
                     for e in events.drain(..) {
-                        match (e.partition == p)
-                            .then(|| crate::ingest::offline_batch(&e.offline, &schema, &sv.batch.name))
-                        {
+                        match (e.partition == p).then(|| {
+                            let row = layout.offline_columns(std::iter::once(&e.offline[..]));
+                            crate::ingest::offline_batch(&row, &schema, &sv.batch.name)
+                        }) {
                             Some(Err(err)) => letters.push(DeadLetter {
                                 partition: e.partition,
                                 offset: e.offset,
@@ -282,8 +223,9 @@ pub async fn process_batch(
                 st.to_row(k, now)
             })
             .collect();
+        // This worker read these tiles and writes their successors: no newest-wins merge.
         if !rows.is_empty() {
-            online.write_batch(store.project(), view, rows).await?;
+            online.write_replacing(store.project(), view, rows).await?;
         }
         outcome.ingested -= outcome.replayed;
     } else if !events.is_empty() {

@@ -19,6 +19,7 @@
 //! nothing twice.
 
 pub mod dead_letter;
+mod decode;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod late;
