@@ -138,7 +138,9 @@ PROBE_USERS = 20  # probes cycle over users -1..-20, so each stays readable for 
 def load(broker: Broker, topic: str, rate: int, duration: float, on_probe):
     """Background events at `rate`/s for `duration` s; every 50 ms a probe (users -1..-20 in
     turn) whose send time is given to `on_probe(seq, sent_ns)`."""
-    p = broker.producer(**{"linger.ms": 0})
+    # A few ms of linger, as a real producer at this rate has: one request per message would
+    # measure the broker's request rate, not the pipeline.
+    p = broker.producer(**{"linger.ms": 2})
     t0 = time.perf_counter()
     i, probe = 0, 0
     next_probe = t0
@@ -205,6 +207,7 @@ def main():
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--duration", type=float, default=15)
+    ap.add_argument("--offline-flush-ms", type=int, default=5000, help="Larder's stream.offline_flush_ms")
     ap.add_argument("--larder-only", action="store_true", help="skip Feast (for quick comparisons of Larder builds)")
     args = ap.parse_args()
     os.environ.setdefault("LARDER_PYTHON", sys.executable)
@@ -223,7 +226,8 @@ def main():
         pq.write_table(schema.empty_table(), repo / "data" / "ev" / "seed.parquet")
         (repo / "feature_store.yaml").write_text(
             "project: bench\nregistry: data/registry.json\nprovider: local\nonline_store:\n  type: rocksdb\n"
-            "  path: data/online\noffline_store:\n  type: file\nentity_key_serialization_version: 3\n")
+            "  path: data/online\noffline_store:\n  type: file\nentity_key_serialization_version: 3\n"
+            f"stream:\n  offline_flush_ms: {args.offline_flush_ms}\n")
         (repo / "repo.py").write_text(LARDER_DEFS.format(servers=broker.servers, topic="ev_larder"))
         subprocess.run([args.larder, "-c", repo, "apply"], check=True, capture_output=True)
         port = free_port()
