@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod handoff;
 mod import_feast;
 pub mod ingest;
+pub mod init;
 pub mod inspect;
 pub mod jobs;
 pub mod materialize;

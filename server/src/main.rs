@@ -41,6 +41,23 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         definitions: Option<PathBuf>,
     },
+    /// Write a new feature repo NAME (definitions, feature_store.yaml, data of the last 15 days).
+    #[command(
+        after_help = "Example:\n  larder init demo && cd demo && larder apply && larder materialize-incremental now && larder serve"
+    )]
+    Init {
+        /// Project name, and the directory to create.
+        name: String,
+        /// Template: local (the embedded online store, Parquet files offline).
+        #[arg(short = 't', long, default_value = "local")]
+        template: String,
+    },
+    /// Check the repo's definitions as `apply` does, without applying them.
+    Validate {
+        /// Read the registry document from this JSON file instead of the Python files.
+        #[arg(long, value_name = "FILE")]
+        definitions: Option<PathBuf>,
+    },
     /// Show what `apply` would create, update and delete.
     Plan {
         /// Read the registry document from this JSON file instead of the Python files.
@@ -343,10 +360,49 @@ fn held_by_server(store: &FeatureStore) -> Result<Option<(handoff::ServerAddress
     Ok(Some((server, token)))
 }
 
+/// A time given on the command line: ISO 8601, or `now`.
+fn cli_time(text: &str, what: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if text.trim().eq_ignore_ascii_case("now") {
+        return Ok(chrono::Utc::now());
+    }
+    parse_time(text).map_err(anyhow::Error::msg).context(what.to_string())
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let repo = cli.chdir.clone().unwrap_or_else(|| PathBuf::from("."));
+    if let Command::Init { name, template } = &cli.command {
+        let dir = repo.join(name);
+        larder_server::init::write_repo(&dir, name, template, chrono::Utc::now())?;
+        println!(
+            "Created a new Larder repository in {}.\nNext: cd {} && larder apply && larder materialize-incremental now \
+             && larder serve",
+            dir.display(),
+            dir.display()
+        );
+        return Ok(());
+    }
     let store = FeatureStore::open(&repo)?;
     match cli.command {
+        // Written above, before a repo exists to open.
+        Command::Init { .. } => {}
+        Command::Validate { definitions } => {
+            let doc = load_definitions(&store, definitions)?;
+            let counts = format!(
+                "{} entities, {} data sources, {} feature views, {} on-demand feature views, {} feature services",
+                doc.entities.len(),
+                doc.data_sources.len(),
+                doc.feature_views.len(),
+                doc.on_demand_feature_views.len(),
+                doc.feature_services.len()
+            );
+            let outcome = store.plan(doc).await?;
+            println!("The definitions are valid: {counts}.");
+            if outcome.plan.is_empty() {
+                println!("Applying them would change nothing.");
+            } else {
+                print!("Applying them would:\n{}", outcome.plan);
+            }
+        }
         Command::Plan { definitions } => {
             let doc = load_definitions(&store, definitions)?;
             let outcome = store.plan(doc).await?;
@@ -380,8 +436,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Materialize { start, end, views } => {
-            let start = parse_time(&start).map_err(anyhow::Error::msg).context("START")?;
-            let end = parse_time(&end).map_err(anyhow::Error::msg).context("END")?;
+            let start = cli_time(&start, "START")?;
+            let end = cli_time(&end, "END")?;
             println!(
                 "Materializing project {} from {} to {}:",
                 store.project(),
@@ -400,7 +456,7 @@ async fn run(cli: Cli) -> Result<()> {
             report(&outcomes?);
         }
         Command::MaterializeIncremental { end, views } => {
-            let end = parse_time(&end).map_err(anyhow::Error::msg).context("END")?;
+            let end = cli_time(&end, "END")?;
             println!(
                 "Materializing project {} incrementally up to {}:",
                 store.project(),
