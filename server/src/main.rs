@@ -21,7 +21,7 @@ use larder_server::{exporter, handoff, FeatureStore, MaterializeOutcome};
 #[command(name = "larder", version, about)]
 struct Cli {
     /// Run as if started in DIR (the feature repo).
-    #[arg(short = 'c', long = "chdir", global = true, value_name = "DIR")]
+    #[arg(short = 'c', long = "chdir", global = true, value_name = "DIR", env = "LARDER_REPO")]
     chdir: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, or a tracing filter).
     #[arg(long, global = true, default_value = "info", env = "LARDER_LOG")]
@@ -83,62 +83,66 @@ enum Command {
         views: Vec<String>,
     },
     /// Serve the HTTP feature server.
+    #[command(
+        after_help = "Every flag can also be set from the environment (shown as [env: ...]), as in a container:\n  \
+        LARDER_REPO=/repo LARDER_HOST=0.0.0.0 LARDER_PORT=6566 larder serve"
+    )]
     Serve {
         /// Address to listen on.
-        #[arg(short = 'H', long, default_value = "127.0.0.1")]
+        #[arg(short = 'H', long, default_value = "127.0.0.1", env = "LARDER_HOST")]
         host: String,
         /// Port to listen on.
-        #[arg(short, long, default_value_t = 6566)]
+        #[arg(short, long, default_value_t = 6566, env = "LARDER_PORT")]
         port: u16,
         /// Largest request body accepted, in bytes.
-        #[arg(long, default_value_t = 8 * 1024 * 1024)]
+        #[arg(long, default_value_t = 8 * 1024 * 1024, env = "LARDER_MAX_BODY_BYTES")]
         max_body_bytes: usize,
         /// Port of the Arrow Flight service (0: off).
-        #[arg(long, default_value_t = 8815)]
+        #[arg(long, default_value_t = 8815, env = "LARDER_FLIGHT_PORT")]
         flight_port: u16,
         /// Largest Arrow request body (entity dataframe) accepted, in bytes.
-        #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+        #[arg(long, default_value_t = 1024 * 1024 * 1024, env = "LARDER_MAX_ARROW_BODY_BYTES")]
         max_arrow_body_bytes: usize,
         /// Most entity rows per online request.
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, env = "LARDER_MAX_ENTITIES")]
         max_entities: usize,
         /// TLS certificate chain (PEM) for the HTTP and Flight listeners (with --key).
-        #[arg(long, requires = "key")]
+        #[arg(long, requires = "key", env = "LARDER_TLS_CERT")]
         cert: Option<PathBuf>,
         /// TLS private key (PEM).
-        #[arg(long, requires = "cert")]
+        #[arg(long, requires = "cert", env = "LARDER_TLS_KEY")]
         key: Option<PathBuf>,
         /// Most features per online request.
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = 1_000, env = "LARDER_MAX_FEATURES")]
         max_features: usize,
         /// Requests handled at once; more get 503 at once (load shedding, no queue).
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = 1024, env = "LARDER_MAX_CONCURRENT_REQUESTS")]
         max_concurrent_requests: usize,
         /// Longest a request may take, in seconds, before it is answered 504.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, env = "LARDER_REQUEST_TIMEOUT_SECS")]
         request_timeout_secs: u64,
         /// Longest wait for the next part of a request body, in seconds (then 408).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, env = "LARDER_BODY_TIMEOUT_SECS")]
         body_timeout_secs: u64,
         /// Longest a request head may take to arrive, in seconds; also closes keep-alive
         /// connections idle for this long between requests.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, env = "LARDER_HEADER_READ_TIMEOUT_SECS")]
         header_read_timeout_secs: u64,
         /// Close a connection that moves no bytes for this many seconds while no request is
         /// in flight.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, env = "LARDER_IDLE_TIMEOUT_SECS")]
         idle_timeout_secs: u64,
         /// Most open HTTP connections; more are closed at once (default: the open-file
         /// limit less 128).
-        #[arg(long)]
+        #[arg(long, env = "LARDER_MAX_CONNECTIONS")]
         max_connections: Option<usize>,
         /// How often to check the registry for a new apply, in seconds (default: the
         /// registry's `cache_ttl_seconds`, or 1).
-        #[arg(long)]
+        #[arg(long, env = "LARDER_REGISTRY_REFRESH_SECS")]
         registry_refresh_secs: Option<u64>,
         /// Do not consume the Kafka sources of stream feature views here (run `larder stream`
         /// elsewhere, e.g. with a Redis online store).
-        #[arg(long)]
+        #[arg(long, env = "LARDER_NO_STREAM")]
         no_stream: bool,
     },
     /// Consume the Kafka sources of every stream feature view into the online and offline

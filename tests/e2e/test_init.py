@@ -71,3 +71,41 @@ def test_validate_names_the_problem_and_applies_nothing(tmp_path):
     p = larder(repo, "validate", check=False)
     assert p.returncode != 0 and "ghost" in (p.stderr + p.stdout), p.stdout + p.stderr
     assert (repo / "data" / "registry.json").read_bytes() == before
+
+
+def test_serve_takes_its_settings_from_the_environment(tmp_path):
+    """As in a container: the repo, address and limits from LARDER_* variables, no flags."""
+    import os
+    import time
+
+    import requests
+
+    from conftest import free_port
+
+    larder(tmp_path, "init", "demo")
+    repo = tmp_path / "demo"
+    larder(repo, "apply")
+    port = free_port()
+    env = dict(Larder(repo).env, LARDER_REPO=str(repo), LARDER_HOST="127.0.0.1", LARDER_PORT=str(port),
+               LARDER_FLIGHT_PORT="0", LARDER_MAX_ENTITIES="2")
+    proc = subprocess.Popen([larder_bin(), "serve"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 30
+        while True:
+            try:
+                if requests.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, "larder serve did not start from the environment"
+            time.sleep(0.05)
+        body = {"features": ["driver_hourly_stats:conv_rate"], "entities": {"driver_id": [1001, 1002, 1003]}}
+        r = requests.post(url + "/get-online-features", json=body, timeout=10)
+        assert r.status_code == 422 and "2" in r.text, r.text  # LARDER_MAX_ENTITIES applies
+        body["entities"]["driver_id"] = [1001, 1002]
+        assert requests.post(url + "/get-online-features", json=body, timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
