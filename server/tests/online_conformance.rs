@@ -398,12 +398,16 @@ async fn redis_keys_expire_after_key_ttl_seconds() {
         .write_batch("conf", "ttl", vec![row(1, 1, None, 1.0)])
         .await
         .unwrap();
-    assert!(store.read("conf", "ttl", &[key(1)]).await.unwrap()[0].is_some());
+    // Replacing writes (plain SETs) carry the ttl too.
+    store
+        .write_replacing("conf", "ttl", vec![row(2, 1, None, 1.0)])
+        .await
+        .unwrap();
+    let both = store.read("conf", "ttl", &[key(1), key(2)]).await.unwrap();
+    assert!(both.iter().all(Option::is_some));
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert!(
-        store.read("conf", "ttl", &[key(1)]).await.unwrap()[0].is_none(),
-        "the key expired"
-    );
+    let both = store.read("conf", "ttl", &[key(1), key(2)]).await.unwrap();
+    assert!(both.iter().all(Option::is_none), "the keys expired");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,9 @@ const SCAN_COUNT: usize = 1000;
 /// Newest-wins upsert. KEYS: the row keys; ARGV[1]: key ttl in ms (0: none); ARGV[i+1]: the
 /// encoded row for KEYS[i]. Header bytes (1-based): 1 format, 2..9 event ts (i64 LE),
 /// 10..17 created ts (i64 LE). Returns how many keys were written.
+/// The keys and encoded values of one write round trip.
+type Chunk = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 const UPSERT_LUA: &str = r#"
 local function cmp(a, b, hi, lo)
   for i = hi, lo, -1 do
@@ -386,6 +389,70 @@ impl RedisOnlineStore {
     }
 
     /// One upsert script call.
+    /// Writes `rows` in chunks (one slot each on a cluster): newest-wins upserts (the Lua
+    /// script), or plain SETs when `replace` (the caller read the rows it supersedes).
+    async fn write_rows(&self, project: &str, view: &str, rows: Vec<OnlineRow>, replace: bool) -> Result<usize> {
+        let n = rows.len();
+        let prefix = view_prefix(project, view);
+        let mut groups: Vec<Chunk> = Vec::new();
+        match &self.conn {
+            Conn::Single(_) => {
+                for chunk in rows.chunks(WRITE_CHUNK) {
+                    let keys = chunk.iter().map(|r| row_key(&prefix, &r.key)).collect();
+                    let values = chunk.iter().map(OnlineRow::encode_value).collect();
+                    groups.push((keys, values));
+                }
+            }
+            Conn::Cluster { .. } => {
+                let mut by_slot: HashMap<Slot, Chunk> = HashMap::new();
+                for r in &rows {
+                    let key = row_key(&prefix, &r.key);
+                    let group = by_slot.entry(Slot::for_key(&key)).or_default();
+                    group.0.push(key);
+                    group.1.push(r.encode_value());
+                    if group.0.len() == WRITE_CHUNK {
+                        groups.push(std::mem::take(group));
+                    }
+                }
+                groups.extend(by_slot.into_values().filter(|g| !g.0.is_empty()));
+            }
+        }
+        futures::stream::iter(groups)
+            .map(|(keys, values)| async move {
+                if replace {
+                    self.set_chunk(keys, values).await
+                } else {
+                    self.upsert_chunk(keys, values).await.map(|_| ())
+                }
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_for_each(|_| async { Ok(()) })
+            .await?;
+        Ok(n)
+    }
+
+    /// SETs `values` at `keys` in one pipeline, with the key ttl.
+    async fn set_chunk(&self, keys: Vec<Vec<u8>>, values: Vec<Vec<u8>>) -> Result<()> {
+        let mut pipe = redis::pipe();
+        for (k, v) in keys.iter().zip(&values) {
+            pipe.cmd("SET").arg(k.as_slice()).arg(v.as_slice());
+            if self.key_ttl_ms > 0 {
+                pipe.arg("PX").arg(self.key_ttl_ms);
+            }
+            pipe.ignore();
+        }
+        match &self.conn {
+            Conn::Single(m) => {
+                let mut c = m.clone();
+                self.bounded("write", pipe.query_async::<()>(&mut c)).await
+            }
+            Conn::Cluster { client, conn } => {
+                let mut c = self.cluster(client, conn).await?;
+                self.bounded("write", pipe.query_async::<()>(&mut c)).await
+            }
+        }
+    }
+
     async fn upsert_chunk(&self, keys: Vec<Vec<u8>>, values: Vec<Vec<u8>>) -> Result<i64> {
         let mut inv = self.upsert.prepare_invoke();
         inv.arg(self.key_ttl_ms);
@@ -506,37 +573,11 @@ fn glob_escape(bytes: &[u8]) -> Vec<u8> {
 #[async_trait]
 impl OnlineStore for RedisOnlineStore {
     async fn write_batch(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize> {
-        let n = rows.len();
-        let prefix = view_prefix(project, view);
-        let mut groups: Vec<(Vec<Vec<u8>>, Vec<Vec<u8>>)> = Vec::new();
-        match &self.conn {
-            Conn::Single(_) => {
-                for chunk in rows.chunks(WRITE_CHUNK) {
-                    let keys = chunk.iter().map(|r| row_key(&prefix, &r.key)).collect();
-                    let values = chunk.iter().map(OnlineRow::encode_value).collect();
-                    groups.push((keys, values));
-                }
-            }
-            Conn::Cluster { .. } => {
-                let mut by_slot: HashMap<Slot, (Vec<Vec<u8>>, Vec<Vec<u8>>)> = HashMap::new();
-                for r in &rows {
-                    let key = row_key(&prefix, &r.key);
-                    let group = by_slot.entry(Slot::for_key(&key)).or_default();
-                    group.0.push(key);
-                    group.1.push(r.encode_value());
-                    if group.0.len() == WRITE_CHUNK {
-                        groups.push(std::mem::take(group));
-                    }
-                }
-                groups.extend(by_slot.into_values().filter(|g| !g.0.is_empty()));
-            }
-        }
-        futures::stream::iter(groups)
-            .map(|(keys, values)| self.upsert_chunk(keys, values))
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .try_for_each(|_| async { Ok(()) })
-            .await?;
-        Ok(n)
+        self.write_rows(project, view, rows, false).await
+    }
+
+    async fn write_replacing(&self, project: &str, view: &str, rows: Vec<OnlineRow>) -> Result<usize> {
+        self.write_rows(project, view, rows, true).await
     }
 
     async fn read(&self, project: &str, view: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<OnlineRow>>> {
