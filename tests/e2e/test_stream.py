@@ -499,3 +499,34 @@ def test_an_unreadable_registry_does_not_stop_the_stream_workers(env):
         assert time.time() < deadline, env.server_log()
         time.sleep(0.05)
     assert gauge() == workers
+
+
+def test_the_dashboard_and_alert_rules_use_only_exported_metrics(env):
+    """deploy/grafana/larder-dashboard.json and deploy/prometheus/larder-alerts.yml name only
+    metrics this server exports (after the traffic that creates each: reads, a rejected
+    request, a push, a materialization, stream events)."""
+    import json
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "deploy"
+    dashboard = json.loads((root / "grafana" / "larder-dashboard.json").read_text())
+    rules = yaml.safe_load((root / "prometheus" / "larder-alerts.yml").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    assert all(r.get("alert") and r.get("annotations", {}).get("summary") for g in rules["groups"] for r in g["rules"])
+    used = {m for e in exprs for m in re.findall(r"\blarder_[a-z_]+", e)}
+    assert len(used) >= 10, used
+
+    store = FeatureStore(url=env.server.url)
+    env.online(["tx_last:amount"], [1])
+    assert env.server.post("/get-online-features", data="{not json").status_code == 422
+    t = pd.Timestamp.now(tz="UTC").floor("s")
+    store.push("tx_push", pd.DataFrame({"user_id": [41], "amount": [1.0], "event_timestamp": [t]}))
+    store.materialize(t - pd.Timedelta(days=1), t + pd.Timedelta(seconds=1), feature_views=["tx_pushed"])
+    text = requests.get(env.server.url + "/metrics", timeout=10).text
+    exported = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line.startswith("larder_")}
+    exported |= {n[: -len("_bucket")] for n in exported if n.endswith("_bucket")}
+    missing = sorted(m for m in used if m not in exported)
+    assert not missing, (missing, sorted(exported))
