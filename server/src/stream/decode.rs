@@ -312,6 +312,20 @@ mod tests {
         ]))
     }
 
+    /// Runs `f` with the test view's layout (and its registry and view, for `/push`'s rows).
+    fn with_layout(f: impl FnOnce(&RegistryDoc, &FeatureView, &Layout<'_>)) {
+        let (doc, view, kafka, file) = parts();
+        let sv = StreamView {
+            doc: &doc,
+            view: &view,
+            source: &kafka,
+            batch: &file,
+        };
+        let schema = schema();
+        let layout = Layout::new(&sv, &schema, &[]);
+        f(&doc, &view, &layout);
+    }
+
     /// The row `/push` makes of the same message (its one-row column map), for comparison.
     fn pushed(doc: &RegistryDoc, view: &FeatureView, message: &Json) -> OnlineRow {
         let mut df = IndexMap::new();
@@ -328,86 +342,65 @@ mod tests {
 
     #[test]
     fn a_message_decodes_as_push_types_it_with_mapped_fields_and_unknown_ones_skipped() {
-        let (doc, view, kafka, file) = parts();
-        let sv = StreamView {
-            doc: &doc,
-            view: &view,
-            source: &kafka,
-            batch: &file,
-        };
-        let schema = schema();
-        let layout = Layout::new(&sv, &schema, &[]);
-        let mut scratch = Vec::new();
-        for message in [
-            json!({"user_id": 7, "amt": 12.5, "merchant": "m\u{e9}", "ts": "2026-01-02T03:04:05.123456Z",
-                   "extra": {"nested": [1, 2, {"x": null}]}}),
-            json!({"user_id": -3, "ts": 1767225600, "merchant": null}),
-            json!({"ts": 1767225600.5, "user_id": 9, "amt": 1e300, "merchant": "with \"escapes\" \\"}),
-        ] {
-            let d = layout.decode(message.to_string().as_bytes(), &mut scratch).unwrap();
-            assert_eq!(d.row, pushed(&doc, &view, &message), "{message}");
-            // The offline row: the batch source's columns the message has.
-            let obj = message.as_object().unwrap();
-            assert_eq!(d.offline[0].as_ref(), obj.get("user_id"));
-            assert_eq!(d.offline[1].as_ref(), obj.get("amt"));
-            assert_eq!(d.offline[2].as_ref(), obj.get("ts"));
-        }
+        with_layout(|doc, view, layout| {
+            let mut scratch = Vec::new();
+            for message in [
+                json!({"user_id": 7, "amt": 12.5, "merchant": "m\u{e9}", "ts": "2026-01-02T03:04:05.123456Z",
+                       "extra": {"nested": [1, 2, {"x": null}]}}),
+                json!({"user_id": -3, "ts": 1767225600, "merchant": null}),
+                json!({"ts": 1767225600.5, "user_id": 9, "amt": 1e300, "merchant": "with \"escapes\" \\"}),
+            ] {
+                let d = layout.decode(message.to_string().as_bytes(), &mut scratch).unwrap();
+                assert_eq!(d.row, pushed(doc, view, &message), "{message}");
+                // The offline row: the batch source's columns the message has.
+                let obj = message.as_object().unwrap();
+                assert_eq!(d.offline[0].as_ref(), obj.get("user_id"));
+                assert_eq!(d.offline[1].as_ref(), obj.get("amt"));
+                assert_eq!(d.offline[2].as_ref(), obj.get("ts"));
+            }
+        });
     }
 
     #[test]
     fn bad_messages_get_the_reason_of_their_field() {
-        let (doc, view, kafka, file) = parts();
-        let sv = StreamView {
-            doc: &doc,
-            view: &view,
-            source: &kafka,
-            batch: &file,
-        };
-        let schema = schema();
-        let layout = Layout::new(&sv, &schema, &[]);
-        let mut scratch = Vec::new();
-        let reason = |m: &str| layout.decode(m.as_bytes(), &mut Vec::new()).err().unwrap_or_default();
-        assert!(reason("this is not json").starts_with("unparseable JSON"));
-        assert!(reason(r#"{"user_id": 1, "ts": 1} trailing"#).starts_with("unparseable JSON"));
-        assert_eq!(reason("[1, 2]"), "the message is not a JSON object");
-        assert_eq!(reason("null"), "the message is not a JSON object");
-        assert_eq!(reason(r#"{"user_id": 1}"#), "the timestamp field `ts` is missing");
-        assert!(reason(r#"{"ts": 1}"#).starts_with("user_id: join key `user_id`"));
-        assert!(reason(r#"{"user_id": "seven", "ts": 1}"#).starts_with("user_id: "));
-        assert!(reason(r#"{"user_id": 1, "ts": "yesterday"}"#).starts_with("event_timestamp: "));
-        assert!(reason(r#"{"user_id": 1, "ts": 1, "amt": "lots"}"#).starts_with("amount: "));
-        // The scratch row is reused: a good message after bad ones still decodes whole.
-        let d = layout
-            .decode(br#"{"user_id": 1, "ts": 1, "amt": 2.0}"#, &mut scratch)
-            .unwrap();
-        assert_eq!(d.row.values[0].1, Value::Double(2.0));
-        assert_eq!(d.row.values[1].1, Value::Null);
+        with_layout(|_, _, layout| {
+            let mut scratch = Vec::new();
+            let reason = |m: &str| layout.decode(m.as_bytes(), &mut Vec::new()).err().unwrap_or_default();
+            assert!(reason("this is not json").starts_with("unparseable JSON"));
+            assert!(reason(r#"{"user_id": 1, "ts": 1} trailing"#).starts_with("unparseable JSON"));
+            assert_eq!(reason("[1, 2]"), "the message is not a JSON object");
+            assert_eq!(reason("null"), "the message is not a JSON object");
+            assert_eq!(reason(r#"{"user_id": 1}"#), "the timestamp field `ts` is missing");
+            assert!(reason(r#"{"ts": 1}"#).starts_with("user_id: join key `user_id`"));
+            assert!(reason(r#"{"user_id": "seven", "ts": 1}"#).starts_with("user_id: "));
+            assert!(reason(r#"{"user_id": 1, "ts": "yesterday"}"#).starts_with("event_timestamp: "));
+            assert!(reason(r#"{"user_id": 1, "ts": 1, "amt": "lots"}"#).starts_with("amount: "));
+            // The scratch row is reused: a good message after bad ones still decodes whole.
+            let d = layout
+                .decode(br#"{"user_id": 1, "ts": 1, "amt": 2.0}"#, &mut scratch)
+                .unwrap();
+            assert_eq!(d.row.values[0].1, Value::Double(2.0));
+            assert_eq!(d.row.values[1].1, Value::Null);
+        });
     }
 
     #[test]
     fn offline_columns_keep_the_columns_some_event_has() {
-        let (doc, view, kafka, file) = parts();
-        let sv = StreamView {
-            doc: &doc,
-            view: &view,
-            source: &kafka,
-            batch: &file,
-        };
-        let schema = schema();
-        let layout = Layout::new(&sv, &schema, &[]);
-        let rows = [
-            vec![Some(json!(1)), None, Some(json!(5))],
-            vec![Some(json!(2)), Some(json!(0.5)), Some(json!(6))],
-        ];
-        let cols = layout.offline_columns(rows.iter().map(Vec::as_slice));
-        assert_eq!(
-            cols.keys().collect::<Vec<_>>(),
-            ["user_id", "amount", "event_timestamp"]
-        );
-        assert_eq!(cols["amount"], [Json::Null, json!(0.5)]);
-        let none = [vec![Some(json!(1)), None, Some(json!(5))]];
-        assert!(!layout
-            .offline_columns(none.iter().map(Vec::as_slice))
-            .contains_key("amount"));
+        with_layout(|_, _, layout| {
+            let rows = [
+                vec![Some(json!(1)), None, Some(json!(5))],
+                vec![Some(json!(2)), Some(json!(0.5)), Some(json!(6))],
+            ];
+            let cols = layout.offline_columns(rows.iter().map(Vec::as_slice));
+            assert_eq!(
+                cols.keys().collect::<Vec<_>>(),
+                ["user_id", "amount", "event_timestamp"]
+            );
+            assert_eq!(cols["amount"], [Json::Null, json!(0.5)]);
+            let none = [vec![Some(json!(1)), None, Some(json!(5))]];
+            assert!(!layout
+                .offline_columns(none.iter().map(Vec::as_slice))
+                .contains_key("amount"));
+        });
     }
 }
