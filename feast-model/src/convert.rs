@@ -342,6 +342,22 @@ fn on_demand_view(
     })
 }
 
+/// Larder's entity for a Feast one (untyped when Feast's is: see [`infer_entity_types`]).
+pub fn entity(spec: &fc::EntitySpecV2) -> Entity {
+    Entity {
+        name: spec.name.clone(),
+        join_keys: vec![if spec.join_key.is_empty() {
+            spec.name.clone()
+        } else {
+            spec.join_key.clone()
+        }],
+        value_type: value_type(spec.value_type),
+        description: spec.description.clone(),
+        tags: spec.tags.clone(),
+        owner: spec.owner.clone(),
+    }
+}
+
 /// The definitions of `project` in a Feast registry. Objects of other projects are left out;
 /// saved datasets, validation references, permissions and infra are not part of Larder's
 /// model and are ignored.
@@ -355,21 +371,9 @@ pub fn registry_doc(registry: &fc::Registry, project: &str) -> Result<RegistryDo
         sources.add(s)?;
     }
     for e in &registry.entities {
-        let Some(spec) = e.spec.as_ref().filter(|s| s.project == project) else {
-            continue;
-        };
-        doc.entities.push(Entity {
-            name: spec.name.clone(),
-            join_keys: vec![if spec.join_key.is_empty() {
-                spec.name.clone()
-            } else {
-                spec.join_key.clone()
-            }],
-            value_type: value_type(spec.value_type),
-            description: spec.description.clone(),
-            tags: spec.tags.clone(),
-            owner: spec.owner.clone(),
-        });
+        if let Some(spec) = e.spec.as_ref().filter(|s| s.project == project) {
+            doc.entities.push(entity(spec));
+        }
     }
     for v in &registry.feature_views {
         let Some(s) = v.spec.as_ref().filter(|s| s.project == project) else {
@@ -460,7 +464,7 @@ pub fn registry_doc(registry: &fc::Registry, project: &str) -> Result<RegistryDo
 /// taken from there (and a view without entity columns, such as a label view, gets them from
 /// its entities). Feast's `__dummy` entity, which it registers for entity-less views, is
 /// dropped when no view uses it.
-fn infer_entity_types(doc: &mut RegistryDoc) {
+pub fn infer_entity_types(doc: &mut RegistryDoc) {
     let mut key_types: BTreeMap<String, ValueType> = BTreeMap::new();
     for v in &doc.feature_views {
         for c in &v.entity_columns {

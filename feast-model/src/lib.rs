@@ -5,6 +5,8 @@
 //!   Apache-2.0, see `NOTICE`), one module per protobuf package.
 //! - [`convert`]: a Feast `Registry` as Larder's [`larder_registry::RegistryDoc`] (one project),
 //!   with its materialization intervals.
+//! - [`to_feast`]: the other direction, Larder's definitions as Feast's objects (what Feast's
+//!   clients read from Larder's registry server).
 //! - [`value`]: Feast's `Value` and `EntityKey` messages as Larder's values.
 //! - [`file_registry`]: Feast's file registry (`registry.db`) as a read-only
 //!   [`larder_registry::RegistryStore`], so Larder serves a Feast deployment's definitions as
@@ -18,6 +20,7 @@ pub mod proto;
 pub mod read_only;
 #[cfg(feature = "postgres")]
 pub mod sql_registry;
+pub mod to_feast;
 pub mod value;
 
 pub use convert::{registry_doc, ConvertError};

@@ -68,9 +68,15 @@ pub fn value_from_json(v: &Json, ty: ValueType) -> Result<Value, String> {
                 other => other.to_string(),
             }))
         }
+        // An object; or its JSON text, as Feast's remote online store sends maps and structs
+        // to `/write-to-online-store` (`_proto_value_to_transport_value`).
         ValueType::Map | ValueType::Struct => {
             return match v {
                 Json::Object(_) => Ok(untyped(v)),
+                Json::String(s) => match serde_json::from_str::<Json>(s) {
+                    Ok(object @ Json::Object(_)) => Ok(untyped(&object)),
+                    _ => Err(format!("expected an object (or its JSON text) for {ty}, got {v}")),
+                },
                 _ => Err(format!("expected an object for {ty}, got {v}")),
             }
         }
@@ -204,6 +210,16 @@ mod tests {
             ])
         );
         assert!(value_from_json(&serde_json::json!("x"), ValueType::Struct).is_err());
+        // Feast's remote online store sends maps and structs as their JSON text.
+        assert_eq!(
+            value_from_json(&serde_json::json!("{\"a\": \"x\", \"n\": 2}"), ValueType::Map).unwrap(),
+            value_from_json(&serde_json::json!({"a": "x", "n": 2}), ValueType::Map).unwrap()
+        );
+        assert!(value_from_json(&serde_json::json!("[1]"), ValueType::Map).is_err());
+        assert_eq!(
+            value_from_json(&serde_json::json!(["{\"k\": true}", null]), ValueType::StructList).unwrap(),
+            Value::List(vec![Value::Map(vec![("k".into(), Value::Bool(true))]), Value::Null])
+        );
         assert_eq!(
             value_from_json(&serde_json::json!("{\"k\": 1}"), ValueType::Json).unwrap(),
             Value::Json("{\"k\": 1}".into())

@@ -373,7 +373,8 @@ class FeatureStore:
             _time_mod.sleep(poll)
 
     def _run_job(self, path: str, body: dict, wait: bool):
-        started = self._post(path, body)
+        # `async=true`: the server answers at once with the job; it is followed here.
+        started = self._post(path + "?async=true", body)
         if not wait:
             return started
         return self.wait_for_job(started["id"])["views"]

@@ -139,7 +139,8 @@ pub async fn materialize(
         Some(t) => r.bearer_auth(t),
         None => r,
     };
-    let resp = with_token(client.post(format!("{}{route}", address.url)).json(&body))
+    // `async=true`: the server answers at once; the job is followed here, for the progress.
+    let resp = with_token(client.post(format!("{}{route}?async=true", address.url)).json(&body))
         .send()
         .await
         .map_err(unreachable)?;

@@ -153,7 +153,7 @@ impl Job {
     }
 
     /// Records the job's end.
-    pub fn finish(&self, result: crate::Result<Vec<MaterializeOutcome>>) {
+    pub fn finish(&self, result: &crate::Result<Vec<MaterializeOutcome>>) {
         self.update(|r| {
             r.finished_at = Some(Utc::now());
             r.current_view = None;
@@ -161,9 +161,9 @@ impl Job {
                 Ok(done) => {
                     r.status = JobStatus::Succeeded;
                     r.views = done
-                        .into_iter()
+                        .iter()
                         .map(|o| ViewResult {
-                            feature_view: o.view,
+                            feature_view: o.view.clone(),
                             start: o.start,
                             end: o.end,
                             rows: o.rows,

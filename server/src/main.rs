@@ -579,6 +579,8 @@ async fn run(cli: Cli) -> Result<()> {
                 let svc = larder_server::flight::service(Arc::clone(&store));
                 // Feast's gRPC ServingService shares the Flight port (gRPC routes by path).
                 let serving = larder_server::grpc::ServingServer::new(Arc::clone(&store));
+                // So does Feast's RegistryServer (clients with `registry_type: remote`).
+                let registry = larder_server::grpc::RegistryServer::new(Arc::clone(&store));
                 let rx = stop_rx.clone();
                 match &tls {
                     Some((_, flight_tls)) => {
@@ -591,6 +593,7 @@ async fn run(cli: Cli) -> Result<()> {
                             tonic::transport::Server::builder()
                                 .add_service(svc)
                                 .add_service(serving)
+                                .add_service(registry)
                                 .serve_with_incoming_shutdown(incoming, stopped(rx))
                                 .await
                         }))
@@ -604,6 +607,7 @@ async fn run(cli: Cli) -> Result<()> {
                             tonic::transport::Server::builder()
                                 .add_service(svc)
                                 .add_service(serving)
+                                .add_service(registry)
                                 .serve_with_incoming_shutdown(incoming, stopped(rx))
                                 .await
                         }))

@@ -476,8 +476,14 @@ def test_a_hung_udf_times_out_and_later_requests_are_served(solo):
 
 
 def test_materialize_is_a_job(server):
+    # As Feast's server: without `async=true` the request waits for the job and gives its report.
     r = server.post("/materialize", {"start_ts": iso(NOW - timedelta(days=4)), "end_ts": iso(NOW),
                                      "feature_views": ["driver_stats"]})
+    assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+    assert r.json()["views"][0]["rows"] == 20, r.text
+    # With it, 202 at once and the job to follow.
+    r = server.post("/materialize?async=true", {"start_ts": iso(NOW - timedelta(days=4)), "end_ts": iso(NOW),
+                                                "feature_views": ["driver_stats"]})
     assert r.status_code == 202, r.text
     job = r.json()
     assert r.headers["location"] == f"/jobs/{job['id']}" and job["status"] in ("running", "succeeded")

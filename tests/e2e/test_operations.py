@@ -79,8 +79,8 @@ def test_metrics_count_requests_latency_rows_and_registry_version(repo):
         for _ in range(3):
             assert server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": [1]}}).status_code == 200
         assert server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": ["x"]}}).status_code == 422
-        r = server.post("/materialize", {"start_ts": iso(NOW - timedelta(days=2)), "end_ts": iso(NOW),
-                                         "feature_views": ["driver_stats"]})
+        r = server.post("/materialize?async=true", {"start_ts": iso(NOW - timedelta(days=2)), "end_ts": iso(NOW),
+                                                    "feature_views": ["driver_stats"]})
         assert r.status_code == 202, r.text
         wait_job(server, r.json()["id"])
         text = requests.get(server.url + "/metrics").text

@@ -3,14 +3,17 @@
 //! `POST /plan` and `POST /teardown` (Feast's `FeatureStore.apply/plan/teardown`).
 //!
 //! Materializing inside the server is also how an embedded (RocksDB) store is refreshed while
-//! it serves: the store belongs to the serving process. A materialization runs as a job
-//! (`202` with its id, then `GET /jobs/{id}`), outside the request and its timeout.
+//! it serves: the store belongs to the serving process. A materialization runs as a job, outside
+//! the request timeout. As in Feast's feature server, the request waits for it and answers
+//! `200` with the job's report (or the job's error) — what Feast 0.67's clients with a remote
+//! online store expect of `materialize(_incremental)` — and with `?async=true` answers `202`
+//! at once with the job's id, to follow at `GET /jobs/{id}` (Larder's SDK and CLI do this).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -28,41 +31,67 @@ fn time(field: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, Error>
     parse_time(text).map_err(|e| Error::invalid(field, e))
 }
 
-/// Starts `run` as a job and answers 202 with its report (and `Location: /jobs/{id}`).
-fn spawn_job<F>(state: &AppState, kind: &str, run: impl FnOnce(Arc<crate::jobs::Job>) -> F) -> Response
+/// Whether the query asks for an asynchronous run (`async=true`, Feast's parameter).
+fn wants_async(query: Option<&str>) -> bool {
+    query.unwrap_or("").split('&').any(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
+        k == "async" && matches!(v, "true" | "1" | "True")
+    })
+}
+
+/// Starts `run` as a job; answers 202 with its report (and `Location: /jobs/{id}`) when `wait`
+/// is false, else when it ended: 200 with its report, or its error.
+async fn spawn_job<F>(
+    state: &AppState,
+    kind: &str,
+    wait: bool,
+    run: impl FnOnce(Arc<crate::jobs::Job>) -> F,
+) -> Result<Response, ApiError>
 where
     F: std::future::Future<Output = crate::Result<Vec<MaterializeOutcome>>> + Send + 'static,
 {
     let job = state.jobs.start(kind);
     let work = run(Arc::clone(&job));
     let watched = Arc::clone(&job);
-    // On the background runtime: the job's CPU work never takes the serving threads.
-    crate::jobs::spawn_background(async move {
+    // On the background runtime: the job's CPU work never takes the serving threads. A client
+    // that goes away does not stop it.
+    let done = crate::jobs::spawn_background(async move {
         let result = work.await;
         if let Err(e) = &result {
             tracing::warn!(error = %e, "Materialization job failed.");
         }
-        watched.finish(result);
+        watched.finish(&result);
+        result.map(|_| ())
     });
+    if wait {
+        return match done.await {
+            Ok(Ok(())) => Ok((StatusCode::OK, Json(job.report())).into_response()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(Error::Internal(format!("materialization task failed: {e}")).into()),
+        };
+    }
     let report = job.report();
     let id = report.as_ref().map(|r| r.id.clone()).unwrap_or_default();
     let mut resp = (StatusCode::ACCEPTED, Json(report)).into_response();
     if let Ok(v) = axum::http::HeaderValue::from_str(&format!("/jobs/{id}")) {
         resp.headers_mut().insert(axum::http::header::LOCATION, v);
     }
-    resp
+    Ok(resp)
 }
 
-/// Starts materializing `[start_ts, end_ts]` into the online store (in this server's process)
-/// as a job; the request is checked first (bad times, unknown views: 4xx at once).
-#[utoipa::path(post, tag = "materialization", path = "/materialize", request_body = MaterializeRequest, responses(
-    (status = 202, description = "Started: the job's report; follow it at `GET /jobs/{id}` (the Location header)", body = crate::jobs::JobReport),
+/// Materializes `[start_ts, end_ts]` into the online store (in this server's process) as a
+/// job; the request is checked first (bad times, unknown views: 4xx at once).
+#[utoipa::path(post, tag = "materialization", path = "/materialize", request_body = MaterializeRequest,
+    params(("async" = Option<bool>, Query, description = "Answer 202 at once instead of waiting for the job")), responses(
+    (status = 200, description = "Done (without `async=true`): the job's report", body = crate::jobs::JobReport),
+    (status = 202, description = "Started (`async=true`): the job's report; follow it at `GET /jobs/{id}` (the Location header)", body = crate::jobs::JobReport),
     (status = 404, description = "Unknown feature view"),
     (status = 422, description = "Bad timestamps (the field is named) or start after end"),
     (status = 503, description = "The registry or online store is unavailable")
 ))]
 pub async fn materialize(
     State(state): State<AppState>,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: MaterializeRequest = parse_json(body, state.max_body_bytes())?;
@@ -74,20 +103,27 @@ pub async fn materialize(
     let views = req.feature_views.unwrap_or_default();
     state.store.check_materialize(&views).await?;
     let store = Arc::clone(&state.store);
-    Ok(spawn_job(&state, "materialize", move |job| async move {
-        store.materialize(start, end, &views, job.as_ref()).await
-    }))
+    spawn_job(
+        &state,
+        "materialize",
+        !wants_async(query.as_deref()),
+        move |job| async move { store.materialize(start, end, &views, job.as_ref()).await },
+    )
+    .await
 }
 
-/// Starts materializing each view from where its last run ended up to `end_ts`, as a job.
-#[utoipa::path(post, tag = "materialization", path = "/materialize-incremental", request_body = MaterializeIncrementalRequest, responses(
-    (status = 202, description = "Started: the job's report; follow it at `GET /jobs/{id}`", body = crate::jobs::JobReport),
+/// Materializes each view from where its last run ended up to `end_ts`, as a job.
+#[utoipa::path(post, tag = "materialization", path = "/materialize-incremental", request_body = MaterializeIncrementalRequest,
+    params(("async" = Option<bool>, Query, description = "Answer 202 at once instead of waiting for the job")), responses(
+    (status = 200, description = "Done (without `async=true`): the job's report", body = crate::jobs::JobReport),
+    (status = 202, description = "Started (`async=true`): the job's report; follow it at `GET /jobs/{id}`", body = crate::jobs::JobReport),
     (status = 404, description = "Unknown feature view"),
     (status = 422, description = "Bad timestamp (the field is named)"),
     (status = 503, description = "The registry or online store is unavailable")
 ))]
 pub async fn materialize_incremental(
     State(state): State<AppState>,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: MaterializeIncrementalRequest = parse_json(body, state.max_body_bytes())?;
@@ -95,9 +131,13 @@ pub async fn materialize_incremental(
     let views = req.feature_views.unwrap_or_default();
     state.store.check_materialize(&views).await?;
     let store = Arc::clone(&state.store);
-    Ok(spawn_job(&state, "materialize-incremental", move |job| async move {
-        store.materialize_incremental(end, &views, job.as_ref()).await
-    }))
+    spawn_job(
+        &state,
+        "materialize-incremental",
+        !wants_async(query.as_deref()),
+        move |job| async move { store.materialize_incremental(end, &views, job.as_ref()).await },
+    )
+    .await
 }
 
 /// A job's report: status, rows written so far, the views done, the error.

@@ -188,8 +188,6 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
         .route("/ui/", get(ui::index))
         .route("/push", post(push::push))
         .route("/write-to-online-store", post(push::write_to_online_store))
-        .route("/materialize", post(admin::materialize))
-        .route("/materialize-incremental", post(admin::materialize_incremental))
         .route("/jobs/{id}", get(admin::job))
         .route("/apply", post(admin::apply))
         .route("/plan", post(admin::plan))
@@ -208,6 +206,11 @@ pub fn router(store: Arc<FeatureStore>, config: &ApiConfig) -> Router {
                 )))
                 .timeout(config.request_timeout),
         )
+        // A materialization may take longer than any request timeout: without `async=true` the
+        // request waits for the job (Feast's semantics), so these are outside the timeout and
+        // the concurrency limit (the job runs on the background runtime either way).
+        .route("/materialize", post(admin::materialize))
+        .route("/materialize-incremental", post(admin::materialize_incremental))
         // Bodies are read outside the concurrency limit: a slow body holds no request slot.
         .layer(middleware::from_fn_with_state(
             body::BodyLimits {

@@ -5,6 +5,9 @@
 //! `entities`, as over HTTP), values as `feast.types.Value`, statuses as `FieldStatus`.
 
 pub mod messages;
+pub mod registry;
+
+pub use registry::RegistryServer;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -17,6 +20,7 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Role;
 use crate::serving::{FeatureSelection, FieldStatus, OnlineRequest, OnlineResponse};
 use crate::value::Value;
 use crate::FeatureStore;
@@ -165,6 +169,26 @@ pub fn online_response(r: OnlineResponse) -> m::GetOnlineFeaturesResponse {
     }
 }
 
+/// Refuses a call without a token granting one of `roles` (when authentication is on).
+pub(crate) fn authorize(
+    store: &FeatureStore,
+    metadata: &tonic::metadata::MetadataMap,
+    roles: &[Role],
+    what: &str,
+) -> Result<(), Status> {
+    let Some(auth) = store.authenticator() else {
+        return Ok(());
+    };
+    let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
+    match auth.check(header, store.project(), roles) {
+        Ok(_) => Ok(()),
+        Err(crate::auth::Denied::Unauthenticated) => Err(Status::unauthenticated("a valid bearer token is required")),
+        Err(crate::auth::Denied::Forbidden(name)) => {
+            Err(Status::permission_denied(format!("the token `{name}` may not {what}")))
+        }
+    }
+}
+
 /// The `ServingService` server (a tonic service, added to the Flight server).
 #[derive(Debug, Clone)]
 pub struct ServingServer {
@@ -177,27 +201,11 @@ impl ServingServer {
         ServingServer { store }
     }
 
-    fn authorize(&self, req: &Request<m::GetOnlineFeaturesRequest>) -> Result<(), Status> {
-        let Some(auth) = self.store.authenticator() else {
-            return Ok(());
-        };
-        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        match auth.check(header, self.store.project(), &[crate::auth::Role::ReadOnline]) {
-            Ok(_) => Ok(()),
-            Err(crate::auth::Denied::Unauthenticated) => {
-                Err(Status::unauthenticated("a valid bearer token is required"))
-            }
-            Err(crate::auth::Denied::Forbidden(name)) => Err(Status::permission_denied(format!(
-                "the token `{name}` may not read online features"
-            ))),
-        }
-    }
-
     async fn get_online_features(
         self,
         req: Request<m::GetOnlineFeaturesRequest>,
     ) -> Result<Response<m::GetOnlineFeaturesResponse>, Status> {
-        self.authorize(&req)?;
+        authorize(&self.store, req.metadata(), &[Role::ReadOnline], "read online features")?;
         let request = online_request(req.into_inner())?;
         let response = self
             .store
@@ -212,7 +220,8 @@ impl tonic::server::NamedService for ServingServer {
     const NAME: &'static str = "feast.serving.ServingService";
 }
 
-struct Unary<F>(F);
+/// A unary gRPC method as tonic's `UnaryService`.
+pub(crate) struct Unary<F>(pub(crate) F);
 
 impl<Req, Res, F, Fut> tonic::server::UnaryService<Req> for Unary<F>
 where

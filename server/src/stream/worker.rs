@@ -23,13 +23,16 @@ struct Subscription {
     topic: String,
 }
 
-/// The stream subscriptions of the current registry; `None` when the registry cannot be read
-/// (then the running workers are kept as they are: an unreadable registry is not a registry
-/// without stream views).
+/// The stream subscriptions of the current registry (none while nothing is applied, or after
+/// a teardown); `None` when the registry cannot be read (then the running workers are kept as
+/// they are: an unreadable registry is not a registry without stream views).
 async fn subscriptions(store: &FeatureStore) -> Option<BTreeMap<String, Subscription>> {
     let state = match store.state().await {
         Ok(s) => s,
         Err(e) => {
+            if let Ok(None) = store.on_registry(|r| r.load()).await {
+                return Some(BTreeMap::new());
+            }
             tracing::warn!(error = %e, "Stream supervisor: the registry cannot be read; keeping the running workers.");
             return None;
         }

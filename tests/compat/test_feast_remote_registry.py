@@ -1,0 +1,233 @@
+"""A Feast 0.67 client that keeps no state of its own: its feature_store.yaml names Larder as its
+registry (`registry_type: remote`, Feast's RegistryServer gRPC service on Larder's Flight port),
+its online store (`type: remote`) and its offline store (`type: remote`, Arrow Flight). The
+template's own `test_workflow.py` runs unmodified against a `larder serve` that starts with an
+empty registry: `feast apply` registers the definitions through Larder, and every answer the
+workflow prints equals, value by value, what the same workflow prints with Feast alone."""
+
+import ast
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import requests
+
+from compat.test_feast_repos import copy_repo, feast_cli, template, feast_python  # noqa: F401  (fixtures)
+from conftest import Larder, Server
+
+
+# The template's features of Feast type Json.
+JSON_FEATURES = {"driver_config"}
+
+
+def remote_yaml(project: str, server: Server) -> str:
+    flight_port = server.flight_url.rsplit(":", 1)[1]
+    return (
+        f"project: {project}\nprovider: local\n"
+        f"registry:\n  registry_type: remote\n  path: 127.0.0.1:{flight_port}\n"
+        f"online_store:\n  type: remote\n  path: {server.url}\n"
+        f"offline_store:\n  type: remote\n  host: 127.0.0.1\n  port: {flight_port}\n"
+        "entity_key_serialization_version: 3\nauth:\n  type: no_auth\n"
+    )
+
+
+def run_workflow(repo: Path, feast_python: str) -> subprocess.CompletedProcess:
+    """The template's test_workflow.py as a user runs it (`feast` on the PATH)."""
+    env = dict(os.environ, PATH=f"{Path(feast_python).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    p = subprocess.run([feast_python, "test_workflow.py"], cwd=repo, capture_output=True, text=True, env=env,
+                       timeout=900)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
+    # The workflow does not check its `feast apply` / `feast teardown` subprocesses: their
+    # failures only show as tracebacks.
+    assert "Traceback" not in p.stdout + p.stderr, p.stdout[-4000:] + p.stderr[-4000:]
+    return p
+
+
+def online_sections(out: str) -> list[dict]:
+    """Every `fetch_online_features` print of the workflow: feature name -> its values."""
+    sections = []
+    for chunk in out.split("\n--- ")[1:]:
+        title, _, body = chunk.partition("\n")
+        if not title.startswith("Online features"):
+            continue
+        values = {}
+        for line in body.splitlines():
+            name, sep, value = line.partition("  :  ")
+            if sep:
+                values[name.strip()] = ast.literal_eval(value)
+        sections.append({"title": title, "values": values})
+    return sections
+
+
+def test_template_workflow_runs_unmodified_with_larder_as_registry_online_and_offline_store(
+        template, feast_python, tmp_path):
+    project = next(l.split(":", 1)[1].strip() for l in (template / "feature_store.yaml").read_text().splitlines()
+                   if l.startswith("project:"))
+    assert all(f'name="{n}", dtype=Json' in (template / "feature_definitions.py").read_text() for n in JSON_FEATURES)
+    # Feast alone, the template as `feast init` wrote it.
+    feast_side = copy_repo(template, tmp_path / "feast_side")
+    want = online_sections(run_workflow(feast_side, feast_python).stdout)
+    assert len(want) == 4 and all(s["values"] for s in want), want
+
+    # Larder: the template's directory (its data), nothing applied.
+    larder_repo = copy_repo(template, tmp_path / "larder")
+    larder = Larder(larder_repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    server = Server(larder)
+    try:
+        assert requests.get(server.url + "/registry", timeout=10).status_code >= 400, "starts empty"
+        client = copy_repo(template, tmp_path / "client")
+        (client / "feature_store.yaml").write_text(remote_yaml(project, server))
+        # The client has no registry file and no data of its own.
+        import shutil
+        shutil.rmtree(client / "data")
+
+        p = run_workflow(client, feast_python)
+        assert not (client / "data").exists(), "the client wrote no local registry or store"
+        got = online_sections(p.stdout)
+        assert [s["title"] for s in got] == [s["title"] for s in want]
+        cells = 0
+        for g, w in zip(got, want):
+            assert sorted(g["values"]) == sorted(w["values"]), (g["title"], sorted(g["values"]), sorted(w["values"]))
+            for name, values in w["values"].items():
+                mine = g["values"][name]
+                if name in JSON_FEATURES:
+                    # Feast's remote online store types response values by their JSON kind: a
+                    # Json feature arrives as its text, from Feast's own feature server as from
+                    # Larder (whose HTTP answer equals `feast serve`'s: test_feast_repos.py).
+                    mine = [json.loads(v) if isinstance(v, str) else v for v in mine]
+                assert mine == values, f"{g['title']}: {name}: Larder {mine!r}, Feast {values!r}"
+                cells += len(values)
+        assert cells >= 40, cells
+        # The pushed event is served (values Feast's own run shows too).
+        assert got[-1]["values"]["conv_rate"][0] == 1.0
+        # `feast teardown` went to Larder: its registry is gone.
+        assert requests.get(server.url + "/registry", timeout=10).status_code >= 400
+    finally:
+        server.stop()
+
+
+def test_a_second_client_sees_what_the_first_applied_and_errors_keep_feast_classes(template, feast_python, tmp_path):
+    """Two clients share Larder's registry: what one applies the other lists at once; a missing
+    object is Feast's own exception class; Larder's history names the apply."""
+    project = next(l.split(":", 1)[1].strip() for l in (template / "feature_store.yaml").read_text().splitlines()
+                   if l.startswith("project:"))
+    larder_repo = copy_repo(template, tmp_path / "larder")
+    larder = Larder(larder_repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    server = Server(larder)
+    try:
+        first = copy_repo(template, tmp_path / "first")
+        (first / "feature_store.yaml").write_text(remote_yaml(project, server))
+        applied = subprocess.run([str(feast_cli(feast_python)), "apply"], cwd=first, capture_output=True, text=True,
+                                 timeout=600)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        second = tmp_path / "second"
+        second.mkdir()
+        (second / "feature_store.yaml").write_text(remote_yaml(project, server))
+        script = """
+import sys
+from feast import FeatureStore
+from feast.errors import FeatureViewNotFoundException, EntityNotFoundException
+store = FeatureStore(repo_path=sys.argv[1])
+print("VIEWS", sorted(v.name for v in store.list_feature_views()))
+print("ODFVS", sorted(v.name for v in store.list_on_demand_feature_views()))
+print("SERVICES", sorted(s.name for s in store.list_feature_services()))
+print("ENTITIES", sorted(e.name for e in store.list_entities()))
+fv = store.get_feature_view("driver_hourly_stats")
+print("FEATURES", sorted(f.name for f in fv.features), fv.ttl.total_seconds())
+odfv = store.get_on_demand_feature_view("transformed_conv_rate")
+import pandas as pd
+out = odfv.feature_transformation.udf(pd.DataFrame({"conv_rate": [0.5], "val_to_add": [1], "val_to_add_2": [2]}))
+print("UDF", out["conv_rate_plus_val1"].tolist(), out["conv_rate_plus_val2"].tolist())
+try:
+    store.get_feature_view("nope")
+except FeatureViewNotFoundException as e:
+    print("MISSING_VIEW", type(e).__name__)
+try:
+    store.get_entity("nope")
+except EntityNotFoundException as e:
+    print("MISSING_ENTITY", type(e).__name__)
+"""
+        p = subprocess.run([feast_python, "-c", script, str(second)], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        lines = {l.split(" ", 1)[0]: l.split(" ", 1)[1] for l in p.stdout.splitlines() if " " in l}
+        # What the template defines (read from its own definitions file, not from Larder).
+        defs = (template / "feature_definitions.py").read_text()
+        for view in ast.literal_eval(lines["VIEWS"]):
+            assert f'name="{view}"' in defs, view
+        assert "driver_hourly_stats" in lines["VIEWS"] and "driver_hourly_stats_fresh" in lines["VIEWS"]
+        assert ast.literal_eval(lines["ODFVS"]) == ["transformed_conv_rate", "transformed_conv_rate_fresh"]
+        assert "driver_activity_v1" in lines["SERVICES"] and "driver" in lines["ENTITIES"]
+        assert "conv_rate" in lines["FEATURES"] and lines["FEATURES"].endswith("86400.0")
+        # The function rebuilt from the source text Larder handed back: 0.5 + 1 and 0.5 + 2.
+        assert lines["UDF"] == "[1.5] [2.5]"
+        assert lines["MISSING_VIEW"] == "FeatureViewNotFoundException"
+        assert lines["MISSING_ENTITY"] == "EntityNotFoundException"
+        history = requests.get(server.url + "/registry/history", timeout=10).json()
+        assert any("feast client (registry server)" in str(h) for h in history), history
+    finally:
+        server.stop()
+
+
+BAD_CALLS = """
+import sys, grpc
+from feast.protos.feast.registry import RegistryServer_pb2 as r, RegistryServer_pb2_grpc as g
+from feast.protos.feast.core.Entity_pb2 import Entity, EntitySpecV2
+from feast.protos.feast.core.FeatureView_pb2 import FeatureView, FeatureViewSpec
+from feast.protos.feast.core.DataSource_pb2 import DataSource
+channel = grpc.insecure_channel(sys.argv[1])
+stub = g.RegistryServerStub(channel)
+def code(call):
+    try:
+        call()
+        return "OK"
+    except grpc.RpcError as e:
+        return e.code().name + " " + e.details()
+# An entity for another project than the one served.
+print("OTHER_PROJECT", code(lambda: stub.ApplyEntity(r.ApplyEntityRequest(
+    entity=Entity(spec=EntitySpecV2(name="e", join_key="k", project="elsewhere")), project="elsewhere", commit=True))))
+# A view whose source Larder cannot read (BigQuery).
+bq = DataSource(name="bq", type=DataSource.SourceType.BATCH_BIGQUERY, bigquery_options=DataSource.BigQueryOptions(table="t"))
+print("BIGQUERY", code(lambda: stub.ApplyFeatureView(r.ApplyFeatureViewRequest(
+    feature_view=FeatureView(spec=FeatureViewSpec(name="v", project=sys.argv[2], batch_source=bq)), project=sys.argv[2], commit=True))))
+# A view naming an entity that does not exist: refused at commit by Larder's validation.
+ok_source = DataSource(name="s", type=DataSource.SourceType.BATCH_FILE, timestamp_field="event_timestamp",
+                       file_options=DataSource.FileOptions(uri="data/driver_stats.parquet"))
+print("INVALID", code(lambda: stub.ApplyFeatureView(r.ApplyFeatureViewRequest(
+    feature_view=FeatureView(spec=FeatureViewSpec(name="v", project=sys.argv[2], entities=["ghost"], batch_source=ok_source)),
+    project=sys.argv[2], commit=True))))
+# Bytes that are not the message.
+raw = channel.unary_unary("/feast.registry.RegistryServer/ApplyEntity", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+print("GARBAGE", code(lambda: raw(bytes([255] * 4))))
+print("UNKNOWN", code(lambda: channel.unary_unary("/feast.registry.RegistryServer/Nope", request_serializer=lambda b: b,
+                                                  response_deserializer=lambda b: b)(b"")))
+print("PERMISSION", code(lambda: stub.ApplyPermission(r.ApplyPermissionRequest(project=sys.argv[2]))))
+"""
+
+
+def test_bad_registry_calls_get_grpc_errors_and_change_nothing(template, feast_python, tmp_path):
+    project = next(l.split(":", 1)[1].strip() for l in (template / "feature_store.yaml").read_text().splitlines()
+                   if l.startswith("project:"))
+    larder_repo = copy_repo(template, tmp_path / "larder")
+    larder = Larder(larder_repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    server = Server(larder)
+    try:
+        target = "127.0.0.1:" + server.flight_url.rsplit(":", 1)[1]
+        p = subprocess.run([feast_python, "-c", BAD_CALLS, target, project], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr
+        got = {l.split(" ", 1)[0]: l.split(" ", 1)[1] for l in p.stdout.splitlines()}
+        assert got["OTHER_PROJECT"].startswith("FAILED_PRECONDITION") and f"serves project `{project}`" in got["OTHER_PROJECT"]
+        assert got["BIGQUERY"].startswith("INVALID_ARGUMENT") and "BigqueryOptions" in got["BIGQUERY"], got["BIGQUERY"]
+        assert got["INVALID"].startswith("INVALID_ARGUMENT") and "ghost" in got["INVALID"], got["INVALID"]
+        assert not got["GARBAGE"].startswith("OK") and "decode" in got["GARBAGE"].lower(), got["GARBAGE"]
+        assert got["UNKNOWN"].startswith("UNIMPLEMENTED"), got["UNKNOWN"]
+        assert got["PERMISSION"].startswith("UNIMPLEMENTED") and "permissions" in got["PERMISSION"]
+        # Nothing was recorded, and the server still answers.
+        assert requests.get(server.url + "/registry", timeout=10).status_code >= 400
+        assert server.proc.poll() is None
+    finally:
+        server.stop()
+
