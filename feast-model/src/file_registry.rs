@@ -121,3 +121,62 @@ impl FeastSource for FeastFileRegistry {
         FeastFileRegistry::refused(self, what)
     }
 }
+
+/// Feast's registry file on S3 (`registry: s3://bucket/registry.db`, as Feast's
+/// `S3RegistryStore` writes it), read for one project.
+#[cfg(feature = "s3")]
+#[derive(Debug)]
+pub struct FeastS3Registry {
+    object: larder_registry::S3RegistryStore,
+    project: String,
+}
+
+#[cfg(feature = "s3")]
+impl FeastS3Registry {
+    /// The registry in `object`, for `project`.
+    pub fn new(object: larder_registry::S3RegistryStore, project: &str) -> Self {
+        FeastS3Registry {
+            object,
+            project: project.to_string(),
+        }
+    }
+}
+
+#[cfg(feature = "s3")]
+impl FeastSource for FeastS3Registry {
+    fn read(&self) -> Result<Option<Registry>> {
+        let Some(bytes) = self.object.read_raw()? else {
+            return Ok(None);
+        };
+        Registry::decode(bytes.as_slice())
+            .map(Some)
+            .map_err(|e| self.corrupt(format!("not a Feast registry: {e}")))
+    }
+
+    fn project(&self) -> &str {
+        &self.project
+    }
+
+    fn token(&self) -> Result<Option<u128>> {
+        larder_registry::RegistryStore::change_token(&self.object)
+    }
+
+    fn describe(&self) -> String {
+        format!("Feast registry {}", self.object.url())
+    }
+
+    fn corrupt(&self, message: String) -> Error {
+        Error::Corrupt {
+            path: PathBuf::from(self.object.url()),
+            message,
+        }
+    }
+
+    fn refused(&self, what: &str) -> Error {
+        Error::Refused(format!(
+            "{url} is Feast's registry, which Larder only reads: {what} is refused. Change it with `feast apply`, \
+             or move to a registry of Larder's own with `larder import-feast {url}` (then point `registry:` at it)",
+            url = self.object.url()
+        ))
+    }
+}

@@ -10,7 +10,7 @@
 //! - [`value`]: Feast's `Value` and `EntityKey` messages as Larder's values.
 //! - [`file_registry`]: Feast's file registry (`registry.db`) as a read-only
 //!   [`larder_registry::RegistryStore`], so Larder serves a Feast deployment's definitions as
-//!   they are; with the `postgres` feature, [`sql_registry`] does the same for Feast's SQL
+//!   they are; with the `postgres` or `sqlite` feature, [`sql_registry`] does the same for Feast's SQL
 //!   registry in PostgreSQL; both are [`FeastSource`]s, made read-only registry stores once
 //!   in [`read_only`].
 
@@ -18,11 +18,13 @@ pub mod convert;
 pub mod file_registry;
 pub mod proto;
 pub mod read_only;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod sql_registry;
 pub mod to_feast;
 pub mod value;
 
 pub use convert::{registry_doc, ConvertError};
+#[cfg(feature = "s3")]
+pub use file_registry::FeastS3Registry;
 pub use file_registry::{is_feast_registry, FeastFileRegistry};
 pub use read_only::{FeastSource, ReadOnly};

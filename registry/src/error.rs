@@ -37,6 +37,14 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// The registry's object store (S3) could not be reached or refused a request.
+    #[error("registry {target}: {message}")]
+    Remote {
+        /// Where the registry is (`s3://bucket/key`).
+        target: String,
+        /// What failed.
+        message: String,
+    },
     /// The apply was refused by its caller's precondition (checked under the registry's lock,
     /// against the plan that would be recorded); nothing was recorded.
     #[error("{0}")]

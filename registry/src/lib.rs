@@ -15,6 +15,8 @@ pub mod plan;
 #[cfg(feature = "postgres")]
 pub mod postgres_store;
 pub mod resolve;
+#[cfg(feature = "s3")]
+pub mod s3_store;
 #[cfg(feature = "sqlite")]
 pub mod sqlite_store;
 pub mod store;
@@ -26,6 +28,8 @@ pub use plan::{diff, Change, ChangeKind, Plan};
 #[cfg(feature = "postgres")]
 pub use postgres_store::PostgresRegistryStore;
 pub use resolve::{resolve, SchemaLookup, SourceColumn};
+#[cfg(feature = "s3")]
+pub use s3_store::S3RegistryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite_store::SqliteRegistryStore;
 pub use store::{Applied, FileRegistryStore, MaterializationInterval, RegistryState, RegistryStore, VersionInfo};

@@ -255,7 +255,7 @@ pub struct RegistryConfig {
     /// Absolute path of the registry file (`file`).
     pub path: PathBuf,
     /// The database URL (`sql`): `postgresql://user:password@host:port/db` or `sqlite:///FILE`
-    /// (then `path` is that file).
+    /// (then `path` is that file); or the object of a `file` registry on S3 (`s3://bucket/key`).
     pub url: Option<String>,
     /// How often a server re-checks the registry, in seconds (0: every second).
     pub cache_ttl_seconds: u64,
@@ -546,32 +546,35 @@ impl RepoConfig {
                 ))
             })?,
         };
-        let remote_path = |p: &str| -> Result<()> {
+        // A file registry is a local path or an `s3://` object (returned as the URL).
+        let remote_path = |p: &str| -> Result<Option<String>> {
             match p.split_once("://") {
+                Some(("s3", _)) => Ok(Some(p.to_string())),
                 Some((scheme, _)) if scheme != "file" => Err(err(format!(
-                    "registry: `{p}` is a {scheme}:// location; Larder's file registry is a local path \
-                     (or registry_type: sql with a postgresql:// URL)"
+                    "registry: `{p}` is a {scheme}:// location; Larder's file registry is a local path or an \
+                     s3:// object (or registry_type: sql with a postgresql:// or sqlite:/// URL)"
                 ))),
-                _ => Ok(()),
+                _ => Ok(None),
             }
         };
         let registry = match registry {
             RegistrySetting::Path(p) => {
-                remote_path(&p)?;
+                let url = remote_path(&p)?;
                 RegistryConfig {
                     registry_type: "file".into(),
-                    path: repo_dir.join(p.strip_prefix("file://").unwrap_or(&p)),
-                    url: None,
+                    path: if url.is_some() {
+                        PathBuf::new()
+                    } else {
+                        repo_dir.join(p.strip_prefix("file://").unwrap_or(&p))
+                    },
+                    url,
                     cache_ttl_seconds: 0,
                 }
             }
             RegistrySetting::Map(m) => {
                 let url =
                     match m.registry_type.as_str() {
-                        "file" => {
-                            remote_path(&m.path)?;
-                            None
-                        }
+                        "file" => remote_path(&m.path)?,
                         "sql" => {
                             let scheme = m.path.split_once("://").map(|(s, _)| s).unwrap_or("");
                             let postgres =
@@ -600,7 +603,7 @@ impl RepoConfig {
                             larder_registry::store::sqlite_path(u, repo_dir).unwrap_or_default()
                         }
                         Some(_) => PathBuf::new(),
-                        None => repo_dir.join(&m.path),
+                        None => repo_dir.join(m.path.strip_prefix("file://").unwrap_or(&m.path)),
                     },
                     url,
                     cache_ttl_seconds: m.cache_ttl_seconds.unwrap_or(0),
@@ -763,7 +766,7 @@ mod tests {
         // Feast's SQL registry on SQLite is a file of the repo.
         let c = parse("project: p\nregistry:\n  registry_type: sql\n  path: sqlite:///data/r.db\n").unwrap();
         assert_eq!(c.registry.path, PathBuf::from("/repo/data/r.db"));
-        assert!(message("project: p\nregistry: s3://bucket/registry.db\n").contains("s3://"));
+        assert!(message("project: p\nregistry: gs://bucket/registry.db\n").contains("gs://"));
     }
 
     #[test]

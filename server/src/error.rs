@@ -88,7 +88,8 @@ impl Error {
         match self {
             Error::NotFound { .. } => 404,
             Error::InvalidRequest { .. } => 422,
-            Error::Registry(larder_registry::Error::Database { .. }) | Error::Unavailable(_) => 503,
+            Error::Registry(larder_registry::Error::Database { .. } | larder_registry::Error::Remote { .. })
+            | Error::Unavailable(_) => 503,
             Error::Registry(larder_registry::Error::Invalid(_)) => 422,
             Error::Registry(larder_registry::Error::Refused(_) | larder_registry::Error::Stale { .. }) => 409,
             Error::Registry(larder_registry::Error::NoSuchVersion(_)) => 404,

@@ -124,14 +124,9 @@ fn open_registry(config: &RepoConfig) -> Result<(Arc<dyn RegistryStore>, bool)> 
             Ok((Arc::new(larder_feast_model::ReadOnly(store)), true))
         }
         None => Ok((Arc::new(FileRegistryStore::new(&config.registry.path)), false)),
+        Some(url) if url.starts_with("s3://") => open_s3_registry(url, &config.project),
         #[cfg(feature = "sqlite")]
-        Some(url) if url.starts_with("sqlite:") => Ok((
-            Arc::new(larder_registry::SqliteRegistryStore::new(
-                &config.registry.path,
-                &config.project,
-            )),
-            false,
-        )),
+        Some(url) if url.starts_with("sqlite:") => open_sqlite_registry(&config.registry.path, &config.project),
         #[cfg(not(feature = "sqlite"))]
         Some(url) if url.starts_with("sqlite:") => Err(Error::not_built("sqlite", "a SQL registry on SQLite")),
         #[cfg(feature = "postgres")]
@@ -139,6 +134,44 @@ fn open_registry(config: &RepoConfig) -> Result<(Arc<dyn RegistryStore>, bool)> 
         #[cfg(not(feature = "postgres"))]
         Some(_) => Err(Error::not_built("postgres", "a SQL registry on PostgreSQL")),
     }
+}
+
+/// Larder's registry in the SQLite file at `path`, or Feast's SQL registry in the same file when
+/// it holds the project and Larder's does not (decided once, when the repo is opened).
+#[cfg(feature = "sqlite")]
+fn open_sqlite_registry(path: &std::path::Path, project: &str) -> Result<(Arc<dyn RegistryStore>, bool)> {
+    let larder = larder_registry::SqliteRegistryStore::new(path, project);
+    let feast = larder_feast_model::sql_registry::FeastSqliteRegistry::new(path, project);
+    match feast.is_feasts() {
+        Ok(true) => {
+            tracing::info!(path = %path.display(), "Reading Feast's SQL registry (read-only).");
+            return Ok((Arc::new(larder_feast_model::ReadOnly(feast)), true));
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "Cannot tell whether the SQL registry is Feast's; using Larder's."),
+    }
+    Ok((Arc::new(larder), false))
+}
+
+/// The registry object at `url` (`s3://bucket/key`): Feast's protobuf registry, served
+/// read-only as Feast left it, or Larder's own (JSON, or none yet). The endpoint of an
+/// S3-compatible service is `$FEAST_S3_ENDPOINT_URL` (Feast's variable for its S3 registry),
+/// else `$AWS_ENDPOINT_URL`.
+fn open_s3_registry(url: &str, project: &str) -> Result<(Arc<dyn RegistryStore>, bool)> {
+    let endpoint = std::env::var("FEAST_S3_ENDPOINT_URL")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok()
+        .filter(|e| !e.is_empty());
+    let store = larder_registry::S3RegistryStore::new(url, endpoint.as_deref())?;
+    let feasts = store
+        .read_raw()?
+        .is_some_and(|bytes| larder_feast_model::is_feast_registry(&bytes));
+    if feasts {
+        tracing::info!(url, "Reading Feast's registry (read-only).");
+        let source = larder_feast_model::FeastS3Registry::new(store, project);
+        return Ok((Arc::new(larder_feast_model::ReadOnly(source)), true));
+    }
+    Ok((Arc::new(store), false))
 }
 
 /// Larder's registry in PostgreSQL, or Feast's SQL registry in the same database when it holds

@@ -167,6 +167,14 @@ except EntityNotFoundException as e:
         assert lines["MISSING_ENTITY"] == "EntityNotFoundException"
         history = requests.get(server.url + "/registry/history", timeout=10).json()
         assert any("feast client (registry server)" in str(h) for h in history), history
+        # Applying the same repo again keeps every object (Feast's client deletes the label view
+        # it reads back as a feature view after re-applying it as a label view).
+        again = subprocess.run([str(feast_cli(feast_python)), "apply"], cwd=first, capture_output=True, text=True,
+                               timeout=600)
+        assert again.returncode == 0, again.stdout + again.stderr
+        doc = requests.get(server.url + "/registry", timeout=10).json()["doc"]
+        names = {v["name"] for v in doc["feature_views"]}
+        assert {"driver_hourly_stats", "driver_hourly_stats_fresh", "driver_quality_labels"} <= names, names
     finally:
         server.stop()
 

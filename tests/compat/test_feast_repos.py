@@ -311,7 +311,7 @@ def test_a_broken_definition_file_is_reported_with_file_and_line(template, tmp_p
 
 @pytest.mark.parametrize("yaml_edit, needle", [
     (("type: sqlite", "type: dynamodb"), "online_store"),
-    (("registry: data/registry.db", "registry: s3://bucket/registry.db"), "s3://"),
+    (("registry: data/registry.db", "registry: gs://bucket/registry.db"), "gs://"),
     (("provider: local", "provider: ibm"), "provider"),
 ])
 def test_unsupported_configuration_is_refused_naming_the_key(template, tmp_path, yaml_edit, needle):
@@ -321,7 +321,7 @@ def test_unsupported_configuration_is_refused_naming_the_key(template, tmp_path,
     cfg.write_text(cfg.read_text().replace(*yaml_edit))
     p = subprocess.run([larder_bin(), "-c", str(repo), "plan"], capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and needle in p.stderr and "feature_store.yaml" in p.stderr, p.stderr
-    assert not (repo / "s3:").exists(), "a remote registry path must never become a local directory"
+    assert not (repo / "gs:").exists(), "a remote registry path must never become a local directory"
 
 
 # A repo in the style real repos use: Redis online store, .feastignore, a source whose timestamp

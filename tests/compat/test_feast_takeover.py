@@ -20,6 +20,7 @@ from compat.test_feast_repos import (  # noqa: F401  (fixtures)
     columns, copy_repo, entity_df, feast_cli, feast_python, iso, run, template,
 )
 from conftest import Larder, Server, free_port
+from e2e.test_s3 import s3, s3_env  # noqa: F401  (the S3 server fixture)
 
 FEAST_FILES = ("registry.db", "online_store.db")
 
@@ -256,3 +257,95 @@ def test_larder_serves_feasts_sql_registry_in_postgres(template, feast_python, t
         assert p.returncode != 0 and "Feast's SQL registry" in p.stderr, p.stderr
     finally:
         pg.stop()
+
+
+def test_larder_serves_feasts_sql_registry_in_sqlite(template, feast_python, tmp_path):
+    """Feast's SQL registry on SQLite (`registry_type: sql`, `path: sqlite:///data/registry.db`,
+    as Feast's docs write it), applied and materialized by Feast: Larder, on the same yaml,
+    reads Feast's tables read-only (the file is byte for byte as Feast left it) and serves
+    Feast's values; a `feast apply` that adds an object is seen by the running server."""
+    from compat.test_feast_repos import post, wait_http
+
+    repo = copy_repo(template, tmp_path / "repo")
+    cfg = repo / "feature_store.yaml"
+    text = cfg.read_text()
+    assert "registry: data/registry.db\n" in text
+    cfg.write_text(text.replace("registry: data/registry.db\n",
+                                "registry:\n    registry_type: sql\n    path: sqlite:///data/feast_sql_registry.db\n"
+                                "    cache_ttl_seconds: 1\n"))
+    cli = feast_cli(feast_python)
+    run([cli, "apply"], cwd=repo)
+    run([cli, "materialize", iso(START), iso(END)], cwd=repo)
+    sql_file = repo / "data" / "feast_sql_registry.db"
+    assert sql_file.exists() and not (repo / "data" / "registry.db").exists()
+    before = sql_file.read_bytes()
+    port = free_port()
+    log = open(tmp_path / "feast_serve.log", "w")
+    feast = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=repo, stdout=log, stderr=subprocess.STDOUT)
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    server = Server(larder)
+    try:
+        feast_url = f"http://127.0.0.1:{port}"
+        wait_http(feast_url, feast, tmp_path / "feast_serve.log")
+        for body in (ONLINE_REQUEST, SERVICE_REQUEST):
+            assert_online_equal(server.online(body).json(), post(feast_url, body))
+        assert sql_file.read_bytes() == before, "Larder wrote into Feast's SQL registry"
+        # Feast changes its registry; Larder follows without a restart.
+        defs = repo / "feature_definitions.py"
+        defs.write_text(defs.read_text() + "\nfrom feast import ValueType\nextra_entity = Entity("
+                        "name='extra_entity', join_keys=['extra_id'], value_type=ValueType.INT64)\n")
+        run([cli, "apply"], cwd=repo)
+        deadline = time.time() + 15
+        while True:
+            names = [e["name"] for e in requests.get(server.url + "/registry", timeout=5).json()["doc"]["entities"]]
+            if "extra_entity" in names:
+                break
+            assert time.time() < deadline, names
+            time.sleep(0.3)
+    finally:
+        server.stop()
+        feast.terminate()
+        feast.wait(timeout=30)
+    p = larder.run("apply", check=False)
+    assert p.returncode != 0 and "Feast's SQL registry" in p.stderr, p.stderr
+
+
+def test_a_feast_registry_on_s3_is_served_as_feast_left_it(template, feast_python, s3, tmp_path):
+    """Feast's registry file on S3 (`registry: s3://...`, as Feast's S3 registry store keeps it):
+    the bytes Feast wrote for the template, in a bucket of a local S3 server; Larder serves the
+    online values Feast materialized and refuses to change Feast's registry."""
+    import boto3
+
+    repo = feast_deployment(template, feast_python, tmp_path)
+    cli = feast_cli(feast_python)
+    port = free_port()
+    log = open(tmp_path / "feast_serve.log", "w")
+    feast = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=repo, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        from compat.test_feast_repos import post, wait_http
+
+        wait_http(f"http://127.0.0.1:{port}", feast, tmp_path / "feast_serve.log")
+        feast_answer = post(f"http://127.0.0.1:{port}", ONLINE_REQUEST)
+    finally:
+        feast.terminate()
+        feast.wait(timeout=30)
+    client = boto3.client("s3", endpoint_url=s3, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    client.create_bucket(Bucket="feast")
+    registry_bytes = (repo / "data" / "registry.db").read_bytes()
+    client.put_object(Bucket="feast", Key="prod/registry.db", Body=registry_bytes)
+    (repo / "data" / "registry.db").unlink()  # only S3 has the registry now
+    cfg = repo / "feature_store.yaml"
+    cfg.write_text(cfg.read_text().replace("registry: data/registry.db", "registry: s3://feast/prod/registry.db"))
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    s3_env(larder, s3)
+    server = Server(larder)
+    try:
+        assert_online_equal(server.online(ONLINE_REQUEST).json(), feast_answer)
+    finally:
+        server.stop()
+    p = larder.run("apply", check=False)
+    assert p.returncode != 0 and "import-feast" in p.stderr and "s3://feast/prod/registry.db" in p.stderr, p.stderr
+    assert client.get_object(Bucket="feast", Key="prod/registry.db")["Body"].read() == registry_bytes

@@ -68,6 +68,11 @@ struct Pending {
     /// The registry version they were made on (`None`: an empty registry).
     base: Option<u64>,
     doc: RegistryDoc,
+    /// The views applied since the last commit. Feast's client deletes a view it finds in the
+    /// registry under another kind than in its repo after applying the new one (a label view,
+    /// which Larder lists as a feature view, comes back as a label view): Larder has one object
+    /// per name, so such a delete must not remove what was just applied.
+    applied_views: std::collections::BTreeSet<String>,
 }
 
 /// What one read sees: the state served for the asked project (`None` when nothing is
@@ -154,7 +159,7 @@ impl RegistryServer {
         &self,
         project: &str,
         commit: bool,
-        change: impl FnOnce(&mut RegistryDoc) -> Result<(), Status>,
+        change: impl FnOnce(&mut Pending) -> Result<(), Status>,
     ) -> Result<(), Status> {
         self.check_project(project)?;
         let mut pending = self.pending.lock().await;
@@ -168,13 +173,18 @@ impl RegistryServer {
                         project: project.to_string(),
                         ..RegistryDoc::default()
                     }),
+                    applied_views: Default::default(),
                 }
             }
         };
-        let mut doc = next.doc.clone();
-        let changed = change(&mut doc);
+        let mut draft = Pending {
+            base: next.base,
+            doc: next.doc.clone(),
+            applied_views: next.applied_views.clone(),
+        };
+        let changed = change(&mut draft);
         if changed.is_ok() {
-            next.doc = doc;
+            next = draft;
         }
         *pending = Some(next);
         changed?;
@@ -241,8 +251,8 @@ impl RegistryServer {
         let req = req.into_inner();
         let spec = required(req.entity.and_then(|e| e.spec), "entity")?;
         let e = entity(&spec);
-        self.stage(&req.project, req.commit, move |doc| {
-            doc.upsert(RegistryDoc {
+        self.stage(&req.project, req.commit, move |p| {
+            p.doc.upsert(RegistryDoc {
                 entities: vec![e],
                 ..RegistryDoc::default()
             });
@@ -292,8 +302,8 @@ impl RegistryServer {
             name, project, commit, ..
         } = req.into_inner();
         let message = format!("Entity {name} does not exist in project {project}");
-        self.stage(&project, commit, move |doc| {
-            if doc.remove("entities", &name) {
+        self.stage(&project, commit, move |p| {
+            if p.doc.remove("entities", &name) {
                 Ok(())
             } else {
                 Err(not_found("EntityNotFoundException", message))
@@ -318,8 +328,8 @@ impl RegistryServer {
             },
             &project,
         )?;
-        self.stage(&req.project, req.commit, move |doc| {
-            doc.upsert(objects);
+        self.stage(&req.project, req.commit, move |p| {
+            p.doc.upsert(objects);
             Ok(())
         })
         .await?;
@@ -366,8 +376,8 @@ impl RegistryServer {
             name, project, commit, ..
         } = req.into_inner();
         let message = format!("Data source {name} does not exist in project {project}");
-        self.stage(&project, commit, move |doc| {
-            if doc.remove("data_sources", &name) {
+        self.stage(&project, commit, move |p| {
+            if p.doc.remove("data_sources", &name) {
                 Ok(())
             } else {
                 Err(not_found("DataSourceObjectNotFoundException", message))
@@ -416,11 +426,12 @@ impl RegistryServer {
             }
         };
         let objects = converted(registry, &project)?;
-        self.stage(&project, req.commit, move |doc| {
+        self.stage(&project, req.commit, move |p| {
             // A name moves between kinds (a feature view becoming on-demand, or back).
-            doc.remove("feature_views", &name);
-            doc.remove("on_demand_feature_views", &name);
-            doc.upsert(objects);
+            p.doc.remove("feature_views", &name);
+            p.doc.remove("on_demand_feature_views", &name);
+            p.doc.upsert(objects);
+            p.applied_views.insert(name);
             Ok(())
         })
         .await?;
@@ -433,8 +444,12 @@ impl RegistryServer {
             name, project, commit, ..
         } = req.into_inner();
         let message = format!("Feature view {name} does not exist in project {project}");
-        self.stage(&project, commit, move |doc| {
-            let removed = doc.remove("feature_views", &name) | doc.remove("on_demand_feature_views", &name);
+        self.stage(&project, commit, move |p| {
+            if p.applied_views.contains(&name) {
+                // Applied again in this change under another kind (see `Pending`): kept.
+                return Ok(());
+            }
+            let removed = p.doc.remove("feature_views", &name) | p.doc.remove("on_demand_feature_views", &name);
             if removed {
                 Ok(())
             } else {
@@ -681,8 +696,8 @@ impl RegistryServer {
             },
             &req.project,
         )?;
-        self.stage(&req.project, req.commit, move |doc| {
-            doc.upsert(objects);
+        self.stage(&req.project, req.commit, move |p| {
+            p.doc.upsert(objects);
             Ok(())
         })
         .await?;
@@ -736,8 +751,8 @@ impl RegistryServer {
             name, project, commit, ..
         } = req.into_inner();
         let message = format!("Feature service {name} does not exist in project {project}");
-        self.stage(&project, commit, move |doc| {
-            if doc.remove("feature_services", &name) {
+        self.stage(&project, commit, move |p| {
+            if p.doc.remove("feature_services", &name) {
                 Ok(())
             } else {
                 Err(not_found("FeatureServiceNotFoundException", message))
