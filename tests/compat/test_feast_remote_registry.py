@@ -21,6 +21,12 @@ from conftest import Larder, Server
 JSON_FEATURES = {"driver_config"}
 
 
+def project_of(repo: Path) -> str:
+    """The project named in a repo's feature_store.yaml."""
+    return next(l.split(":", 1)[1].strip() for l in (repo / "feature_store.yaml").read_text().splitlines()
+                if l.startswith("project:"))
+
+
 def remote_yaml(project: str, server: Server) -> str:
     flight_port = server.flight_url.rsplit(":", 1)[1]
     return (
@@ -62,8 +68,7 @@ def online_sections(out: str) -> list[dict]:
 
 def test_template_workflow_runs_unmodified_with_larder_as_registry_online_and_offline_store(
         template, feast_python, tmp_path):
-    project = next(l.split(":", 1)[1].strip() for l in (template / "feature_store.yaml").read_text().splitlines()
-                   if l.startswith("project:"))
+    project = project_of(template)
     assert all(f'name="{n}", dtype=Json' in (template / "feature_definitions.py").read_text() for n in JSON_FEATURES)
     # Feast alone, the template as `feast init` wrote it.
     feast_side = copy_repo(template, tmp_path / "feast_side")
@@ -111,8 +116,7 @@ def test_template_workflow_runs_unmodified_with_larder_as_registry_online_and_of
 def test_a_second_client_sees_what_the_first_applied_and_errors_keep_feast_classes(template, feast_python, tmp_path):
     """Two clients share Larder's registry: what one applies the other lists at once; a missing
     object is Feast's own exception class; Larder's history names the apply."""
-    project = next(l.split(":", 1)[1].strip() for l in (template / "feature_store.yaml").read_text().splitlines()
-                   if l.startswith("project:"))
+    project = project_of(template)
     larder_repo = copy_repo(template, tmp_path / "larder")
     larder = Larder(larder_repo)
     larder.env["LARDER_PYTHON"] = feast_python
@@ -216,8 +220,7 @@ print("PERMISSION", code(lambda: stub.ApplyPermission(r.ApplyPermissionRequest(p
 
 
 def test_bad_registry_calls_get_grpc_errors_and_change_nothing(template, feast_python, tmp_path):
-    project = next(l.split(":", 1)[1].strip() for l in (template / "feature_store.yaml").read_text().splitlines()
-                   if l.startswith("project:"))
+    project = project_of(template)
     larder_repo = copy_repo(template, tmp_path / "larder")
     larder = Larder(larder_repo)
     larder.env["LARDER_PYTHON"] = feast_python

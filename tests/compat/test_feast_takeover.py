@@ -34,6 +34,21 @@ def feast_deployment(template, feast_python, root: Path) -> Path:
     return repo
 
 
+def assert_follows_feast_apply(repo: Path, cli, server: Server):
+    """Feast changes its registry (a new entity); the running Larder serves it without a restart."""
+    defs = repo / "feature_definitions.py"
+    defs.write_text(defs.read_text() + "\nfrom feast import ValueType\nextra_entity = Entity("
+                    "name='extra_entity', join_keys=['extra_id'], value_type=ValueType.INT64)\n")
+    run([cli, "apply"], cwd=repo)
+    deadline = time.time() + 15
+    while True:
+        names = [e["name"] for e in requests.get(server.url + "/registry", timeout=5).json()["doc"]["entities"]]
+        if "extra_entity" in names:
+            return
+        assert time.time() < deadline, names
+        time.sleep(0.3)
+
+
 def feast_bytes(repo: Path) -> dict:
     return {n: (repo / "data" / n).read_bytes() for n in FEAST_FILES}
 
@@ -237,18 +252,7 @@ def test_larder_serves_feasts_sql_registry_in_postgres(template, feast_python, t
             wait_http(feast_url, feast, tmp_path / "feast_serve.log")
             for body in (ONLINE_REQUEST, SERVICE_REQUEST):
                 assert_online_equal(server.online(body).json(), post(feast_url, body))
-            # Feast changes its registry; Larder follows without a restart.
-            defs = repo / "feature_definitions.py"
-            defs.write_text(defs.read_text() + "\nfrom feast import ValueType\nextra_entity = Entity("
-                            "name='extra_entity', join_keys=['extra_id'], value_type=ValueType.INT64)\n")
-            run([cli, "apply"], cwd=repo)
-            deadline = time.time() + 15
-            while True:
-                names = [e["name"] for e in requests.get(server.url + "/registry", timeout=5).json()["doc"]["entities"]]
-                if "extra_entity" in names:
-                    break
-                assert time.time() < deadline, names
-                time.sleep(0.3)
+            assert_follows_feast_apply(repo, cli, server)
         finally:
             server.stop()
             feast.terminate()
@@ -291,18 +295,7 @@ def test_larder_serves_feasts_sql_registry_in_sqlite(template, feast_python, tmp
         for body in (ONLINE_REQUEST, SERVICE_REQUEST):
             assert_online_equal(server.online(body).json(), post(feast_url, body))
         assert sql_file.read_bytes() == before, "Larder wrote into Feast's SQL registry"
-        # Feast changes its registry; Larder follows without a restart.
-        defs = repo / "feature_definitions.py"
-        defs.write_text(defs.read_text() + "\nfrom feast import ValueType\nextra_entity = Entity("
-                        "name='extra_entity', join_keys=['extra_id'], value_type=ValueType.INT64)\n")
-        run([cli, "apply"], cwd=repo)
-        deadline = time.time() + 15
-        while True:
-            names = [e["name"] for e in requests.get(server.url + "/registry", timeout=5).json()["doc"]["entities"]]
-            if "extra_entity" in names:
-                break
-            assert time.time() < deadline, names
-            time.sleep(0.3)
+        assert_follows_feast_apply(repo, cli, server)
     finally:
         server.stop()
         feast.terminate()

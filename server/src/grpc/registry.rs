@@ -216,6 +216,29 @@ impl RegistryServer {
         }
     }
 
+    /// Stages the removal of the object of `kind` called `name`; Feast's not-found error
+    /// (`class`, the message naming the `label`) when there is none.
+    async fn delete_object(
+        &self,
+        kind: &'static str,
+        class: &'static str,
+        label: &str,
+        name: String,
+        project: String,
+        commit: bool,
+    ) -> Result<Response<()>, Status> {
+        let message = format!("{label} {name} does not exist in project {project}");
+        self.stage(&project, commit, move |p| {
+            if p.doc.remove(kind, &name) {
+                Ok(())
+            } else {
+                Err(not_found(class, message))
+            }
+        })
+        .await?;
+        Ok(Response::new(()))
+    }
+
     fn writer<T>(&self, req: &Request<T>, role: Role, what: &str) -> Result<(), Status> {
         authorize(&self.store, req.metadata(), &[role], what)
     }
@@ -301,16 +324,8 @@ impl RegistryServer {
         let r::DeleteEntityRequest {
             name, project, commit, ..
         } = req.into_inner();
-        let message = format!("Entity {name} does not exist in project {project}");
-        self.stage(&project, commit, move |p| {
-            if p.doc.remove("entities", &name) {
-                Ok(())
-            } else {
-                Err(not_found("EntityNotFoundException", message))
-            }
-        })
-        .await?;
-        Ok(Response::new(()))
+        self.delete_object("entities", "EntityNotFoundException", "Entity", name, project, commit)
+            .await
     }
 
     // Data sources ----------------------------------------------------------------------------
@@ -375,16 +390,15 @@ impl RegistryServer {
         let r::DeleteDataSourceRequest {
             name, project, commit, ..
         } = req.into_inner();
-        let message = format!("Data source {name} does not exist in project {project}");
-        self.stage(&project, commit, move |p| {
-            if p.doc.remove("data_sources", &name) {
-                Ok(())
-            } else {
-                Err(not_found("DataSourceObjectNotFoundException", message))
-            }
-        })
-        .await?;
-        Ok(Response::new(()))
+        self.delete_object(
+            "data_sources",
+            "DataSourceObjectNotFoundException",
+            "Data source",
+            name,
+            project,
+            commit,
+        )
+        .await
     }
 
     // Feature views of every kind -------------------------------------------------------------
@@ -750,16 +764,15 @@ impl RegistryServer {
         let r::DeleteFeatureServiceRequest {
             name, project, commit, ..
         } = req.into_inner();
-        let message = format!("Feature service {name} does not exist in project {project}");
-        self.stage(&project, commit, move |p| {
-            if p.doc.remove("feature_services", &name) {
-                Ok(())
-            } else {
-                Err(not_found("FeatureServiceNotFoundException", message))
-            }
-        })
-        .await?;
-        Ok(Response::new(()))
+        self.delete_object(
+            "feature_services",
+            "FeatureServiceNotFoundException",
+            "Feature service",
+            name,
+            project,
+            commit,
+        )
+        .await
     }
 
     // Materialization, projects, the registry as a whole ----------------------------------------
