@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use larder_registry::{
-    Aggregation, AggregationFunction, DataSource, Entity, FeatureService, FeatureView, FeatureViewProjection, Field,
-    FileSource, KafkaSource, MaterializationInterval, OnDemandFeatureView, PushSource, RegistryDoc, RequestSource,
-    ValueType,
+    Aggregation, AggregationFunction, DataSource, Entity, FeatureLogging, FeatureService, FeatureView,
+    FeatureViewProjection, Field, FileSource, KafkaSource, MaterializationInterval, OnDemandFeatureView, PushSource,
+    RegistryDoc, RequestSource, ValueType,
 };
 
 use crate::proto::core as fc;
@@ -209,6 +209,19 @@ fn projection(p: &fc::FeatureViewProjection) -> FeatureViewProjection {
         view: p.feature_view_name.clone(),
         features: p.feature_columns.iter().map(|f| f.name.clone()).collect(),
         alias: non_empty(&p.feature_view_name_alias),
+    }
+}
+
+/// A service's logging to files (Feast's `FileLoggingDestination`); logging to a warehouse
+/// (BigQuery, Redshift...) has no Larder form and is left out.
+fn logging(c: &fc::LoggingConfig) -> Option<FeatureLogging> {
+    match &c.destination {
+        Some(fc::logging_config::Destination::FileDestination(f)) => Some(FeatureLogging {
+            sample_rate: f64::from(c.sample_rate),
+            path: f.path.clone(),
+            partition_by: f.partition_by.clone(),
+        }),
+        _ => None,
     }
 }
 
@@ -450,6 +463,7 @@ pub fn registry_doc(registry: &fc::Registry, project: &str) -> Result<RegistryDo
                 description: s.description.clone(),
                 tags: s.tags.clone(),
                 owner: s.owner.clone(),
+                logging: s.logging_config.as_ref().and_then(logging),
             });
         }
     }

@@ -363,6 +363,16 @@ impl<'a> ToFeast<'a> {
                 description: s.description.clone(),
                 tags: s.tags.clone(),
                 owner: s.owner.clone(),
+                logging_config: s.logging.as_ref().map(|l| fc::LoggingConfig {
+                    sample_rate: l.sample_rate as f32,
+                    destination: Some(fc::logging_config::Destination::FileDestination(
+                        fc::logging_config::FileDestination {
+                            path: l.path.clone(),
+                            partition_by: l.partition_by.clone(),
+                            ..Default::default()
+                        },
+                    )),
+                }),
                 ..Default::default()
             }),
             meta: Some(fc::FeatureServiceMeta {
@@ -585,6 +595,11 @@ mod tests {
                 description: "fs".into(),
                 tags: BTreeMap::new(),
                 owner: String::new(),
+                logging: Some(larder_registry::FeatureLogging {
+                    sample_rate: 0.5,
+                    path: "logs".into(),
+                    partition_by: vec!["__log_date".into()],
+                }),
             }],
         };
         doc.normalize();

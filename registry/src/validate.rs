@@ -501,6 +501,23 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
         if s.features.is_empty() {
             errors.push(ValidationError::new(&obj, "the service lists no features"));
         }
+        if let Some(l) = &s.logging {
+            if !(0.0..=1.0).contains(&l.sample_rate) {
+                errors.push(ValidationError::new(
+                    &obj,
+                    format!(
+                        "logging_config.sample_rate is {}; it must be between 0 and 1",
+                        l.sample_rate
+                    ),
+                ));
+            }
+            if l.path.trim().is_empty() {
+                errors.push(ValidationError::new(
+                    &obj,
+                    "logging_config: the destination has no path",
+                ));
+            }
+        }
         for p in &s.features {
             let names: Option<Vec<&str>> = doc
                 .feature_view(&p.view)

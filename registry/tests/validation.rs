@@ -86,6 +86,7 @@ fn base() -> RegistryDoc {
             description: String::new(),
             tags: BTreeMap::new(),
             owner: String::new(),
+            logging: None,
         }],
     }
 }
@@ -333,4 +334,25 @@ fn the_timestamp_field_is_inferred_from_the_one_timestamp_column() {
     }
     // Two timestamp columns (Feast counts the created one too): the user must name it.
     assert_one(&doc, "timestamp_field is not given and cannot be inferred");
+}
+
+#[test]
+fn a_logging_config_needs_a_rate_between_0_and_1_and_a_path() {
+    let mut doc = base();
+    doc.feature_services[0].logging = Some(larder_registry::FeatureLogging {
+        sample_rate: 1.5,
+        path: "logs".into(),
+        partition_by: vec![],
+    });
+    assert_one(&doc, "feature service svc: logging_config.sample_rate is 1.5");
+    doc.feature_services[0].logging = Some(larder_registry::FeatureLogging {
+        sample_rate: 0.5,
+        path: " ".into(),
+        partition_by: vec![],
+    });
+    assert_one(&doc, "feature service svc: logging_config: the destination has no path");
+    if let Some(l) = doc.feature_services[0].logging.as_mut() {
+        l.path = "logs".into();
+    }
+    assert!(errors(&doc).is_empty());
 }

@@ -4,6 +4,8 @@ their attributes are Feast 0.67's."""
 
 from typing import List, Optional, Tuple
 
+from larder.feature_logging import logging_dict
+
 FEAST_KINDS = {
     "Entity": "entity",
     "FileSource": "data source",
@@ -44,9 +46,14 @@ def warnings_of(obj) -> List[str]:
     out = []
     name = getattr(obj, "name", "")
     cls = type(obj).__name__
-    if getattr(obj, "logging_config", None) is not None:
-        out.append(f"feature service {name!r}: logging_config (feature logging) is stored nowhere; "
-                   "Larder does not log served features yet")
+    config = getattr(obj, "logging_config", None)
+    if config is not None:
+        if logging_dict(config) is None:
+            out.append(f"feature service {name!r}: logging_config with {type(config.destination).__name__} is not "
+                       "stored (Larder logs to files: FileLoggingDestination)")
+        else:
+            out.append(f"feature service {name!r}: logging_config is registered (write_logged_features writes "
+                       "there); Larder does not log served features by itself yet")
     if cls == "LabelView":
         policy = getattr(getattr(obj, "conflict_policy", None), "name", "LAST_WRITE_WINS")
         if policy != "LAST_WRITE_WINS":
@@ -168,9 +175,13 @@ def to_dict(obj) -> Tuple[str, dict, list]:
             "write_to_online_store": bool(getattr(obj, "write_to_online_store", False)),
         }, list(obj.source_request_sources.values())
     if kind == "feature service":
-        return kind, {
+        service = {
             **_meta(obj),
             "features": [{"view": p.name, "features": [f.name for f in p.features], "alias": p.name_alias or None}
                          for p in obj.feature_view_projections],
-        }, []
+        }
+        logging = logging_dict(getattr(obj, "logging_config", None))
+        if logging is not None:
+            service["logging"] = logging
+        return kind, service, []
     raise TypeError(f"not a Feast definition: {obj!r}")

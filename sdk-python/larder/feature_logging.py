@@ -1,7 +1,10 @@
 """Feast's ``feast.feature_logging``: ``LoggingConfig`` of a feature service.
 
-Accepted so that Feast repos load unchanged; Larder does not log served features yet, and
-``larder apply`` says so for each service that asks for it."""
+A ``FileLoggingDestination`` is registered with the service (Feast's clients read it back, and
+``write_logged_features`` writes the logs there); other destinations (warehouses) are not, and
+``larder apply`` says so. Larder does not log served features by itself yet."""
+
+from typing import Optional
 
 
 class LoggingDestination:
@@ -19,3 +22,14 @@ class LoggingConfig:
 
     def __repr__(self):
         return f"LoggingConfig(destination={self.destination!r}, sample_rate={self.sample_rate})"
+
+
+def logging_dict(config) -> Optional[dict]:
+    """The registry form of a ``LoggingConfig`` (Larder's or Feast's object) with a file
+    destination; ``None`` without one."""
+    destination = getattr(config, "destination", None)
+    path = getattr(destination, "path", None)
+    if config is None or not path:
+        return None
+    return {"sample_rate": float(getattr(config, "sample_rate", 1.0)), "path": str(path),
+            "partition_by": list(getattr(destination, "partition_by", None) or [])}

@@ -2,6 +2,7 @@
 
 from typing import Dict, List, Optional, Union
 
+from larder.feature_logging import logging_dict
 from larder.feature_view import BaseFeatureView, FeatureViewProjection
 
 
@@ -37,10 +38,14 @@ class FeatureService:
         return f"FeatureService(name={self.name!r})"
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "features": [p.to_dict() for p in self.feature_view_projections],
             "description": self.description,
             "tags": self.tags,
             "owner": self.owner,
         }
+        logging = logging_dict(self.logging_config)
+        if logging is not None:
+            out["logging"] = logging
+        return out

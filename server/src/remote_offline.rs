@@ -243,6 +243,40 @@ impl FeatureStore {
         Ok(())
     }
 
+    /// Feast's `write_logged_features`: the logs of `service` (a table of Feast's log schema,
+    /// built by the client) written as one Parquet file in the directory of the service's
+    /// `FileLoggingDestination` (relative paths from the repo, as Feast resolves them), written
+    /// atomically. The destination comes from the registry, never from the caller.
+    pub async fn write_logged_features(&self, service: &str, batches: Vec<RecordBatch>) -> Result<usize> {
+        let state = self.state().await?;
+        let fs = state
+            .doc
+            .feature_service(service)
+            .ok_or_else(|| Error::service_not_found(service, self.project()))?;
+        let logging = fs.logging.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "feature_service_name",
+                format!("feature service {service} has no logging_config with a FileLoggingDestination"),
+            )
+        })?;
+        if !logging.partition_by.is_empty() {
+            return Err(Error::NotImplemented(format!(
+                "feature service {service}: logging partitioned by {} (partition_by) is not written by Larder yet",
+                logging.partition_by.join(", ")
+            )));
+        }
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let Some(first) = batches.first() else {
+            return Ok(0);
+        };
+        let table = datafusion::arrow::compute::concat_batches(&first.schema(), &batches)
+            .map_err(|e| Error::invalid("table", format!("the logs' batches do not share one schema: {e}")))?;
+        let dir = self.config().resolve_path(&logging.path);
+        let rows = table.num_rows();
+        crate::offline::write_log_file(dir, table).await?;
+        Ok(rows)
+    }
+
     /// Appends rows to a feature view's batch source (Feast's `offline_write_batch`): columns
     /// by name, cast to the source's types; a source column the rows lack is null, a column the
     /// source does not have is refused, naming it. Returns the rows appended.

@@ -242,3 +242,76 @@ def test_bad_registry_calls_get_grpc_errors_and_change_nothing(template, feast_p
     finally:
         server.stop()
 
+
+
+WRITE_LOGS = """
+import sys
+from datetime import datetime, timezone
+import pyarrow as pa, pyarrow.compute as pc
+from feast import FeatureStore
+from feast.feature_logging import FeatureServiceLoggingSource
+store = FeatureStore(repo_path=sys.argv[1])
+service = store.get_feature_service("driver_activity_v1")
+assert service.logging_config is not None, "the service's logging_config did not come back"
+schema = FeatureServiceLoggingSource(service, store.project).get_schema(store.registry)
+now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+columns = {}
+for f in schema:
+    if pa.types.is_timestamp(f.type):
+        columns[f.name] = pa.array([now, now], type=f.type)
+    elif pa.types.is_date32(f.type):
+        columns[f.name] = pa.array([now.date(), now.date()], type=f.type)
+    elif pa.types.is_string(f.type):
+        columns[f.name] = pa.array(["a", "b"], type=f.type)
+    elif pa.types.is_integer(f.type):
+        columns[f.name] = pa.array([1001, 1002], type=f.type)
+    else:
+        columns[f.name] = pa.array([0.5, 0.25], type=f.type)
+table = pa.table(columns, schema=schema)
+store.write_logged_features(logs=table, source=service)
+print("SCHEMA", ",".join(schema.names))
+"""
+
+
+def test_feast_clients_write_logged_features_where_the_service_says(template, feast_python, tmp_path):
+    """Feast's `write_logged_features` through the remote offline store: the service (and its
+    logging_config) comes from Larder's registry, the log table is built by Feast for Feast's
+    log schema, and Larder writes it in the service's FileLoggingDestination — the same rows
+    Feast's own file store writes for the same call."""
+    import pyarrow.parquet as pq
+
+    project = project_of(template)
+    # Feast alone.
+    feast_side = copy_repo(template, tmp_path / "feast_side")
+    subprocess.run([str(feast_cli(feast_python)), "apply"], cwd=feast_side, check=True, capture_output=True, timeout=600)
+    before = set((feast_side / "data").glob("*.parquet"))
+    p = subprocess.run([feast_python, "-c", WRITE_LOGS, str(feast_side)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    feast_logs = sorted(set((feast_side / "data").glob("*.parquet")) - before)
+    assert len(feast_logs) == 1, feast_logs
+
+    larder_repo = copy_repo(template, tmp_path / "larder")
+    larder = Larder(larder_repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    server = Server(larder)
+    try:
+        client = copy_repo(template, tmp_path / "client")
+        (client / "feature_store.yaml").write_text(remote_yaml(project, server))
+        applied = subprocess.run([str(feast_cli(feast_python)), "apply"], cwd=client, capture_output=True, text=True,
+                                 timeout=600)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        before = set((larder_repo / "data").glob("*.parquet"))
+        client_before = set((client / "data").rglob("*"))
+        p = subprocess.run([feast_python, "-c", WRITE_LOGS, str(client)], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "driver_hourly_stats__conv_rate__status" in p.stdout, p.stdout
+        larder_logs = sorted(set((larder_repo / "data").glob("*.parquet")) - before)
+        assert len(larder_logs) == 1, larder_logs
+        got, want = pq.read_table(larder_logs[0]), pq.read_table(feast_logs[0])
+        assert got.schema.names == want.schema.names
+        assert got.to_pylist() == want.to_pylist()
+        assert got.num_rows == 2
+        # Nothing was written on the client's side.
+        assert set((client / "data").rglob("*")) == client_before
+    finally:
+        server.stop()

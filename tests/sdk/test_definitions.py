@@ -167,3 +167,19 @@ docs = FeatureView(name="docs", entities=[doc], source=FileSource(name="docs_src
     field = doc["feature_views"][0]["features"][0]
     assert field == {"name": "embedding", "dtype": "FLOAT_LIST", "vector_index": True, "vector_length": 4,
                      "vector_search_metric": "COSINE"}, field
+
+
+def test_a_file_logging_destination_is_registered_with_its_service():
+    from larder import FeatureService
+    from larder.feature_logging import LoggingConfig, LoggingDestination
+    from larder.infra.offline_stores.file_source import FileLoggingDestination
+
+    view = FeatureView(name="v", entities=[Entity(name="e", join_keys=["k"])], schema=[Field(name="x", dtype=Float32)],
+                       source=FileSource(name="s", path="data/s.parquet", timestamp_field="ts"))
+    logged = FeatureService(name="svc", features=[view], logging_config=LoggingConfig(
+        destination=FileLoggingDestination(path="logs", partition_by=["__log_date"]), sample_rate=0.25))
+    assert logged.to_dict()["logging"] == {"sample_rate": 0.25, "path": "logs", "partition_by": ["__log_date"]}
+    assert "logging" not in FeatureService(name="plain", features=[view]).to_dict()
+    # A destination without a path (a warehouse) is not registered.
+    elsewhere = FeatureService(name="w", features=[view], logging_config=LoggingConfig(destination=LoggingDestination()))
+    assert "logging" not in elsewhere.to_dict()

@@ -35,4 +35,26 @@ pub struct FeatureService {
     /// Owner.
     #[serde(default)]
     pub owner: String,
+    /// Feast's `logging_config`: where the features it serves are logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<FeatureLogging>,
+}
+
+/// Feast's `LoggingConfig` with a `FileLoggingDestination`: the share of requests logged and
+/// the directory of the Parquet log files (relative to the repo, as in Feast).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureLogging {
+    /// Share of requests logged, from 0 to 1 (Feast's default: 1).
+    #[serde(default = "all")]
+    pub sample_rate: f64,
+    /// Directory of the log files.
+    pub path: String,
+    /// Feast's `partition_by` columns (directories per value, in order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<String>,
+}
+
+fn all() -> f64 {
+    1.0
 }

@@ -64,6 +64,13 @@ pub struct WriteParams {
     pub feature_view_names: Vec<String>,
 }
 
+/// Parameters of `write_logged_features`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogParams {
+    /// The feature service whose logs these are (it names the destination).
+    pub feature_service_name: String,
+}
+
 /// One decoded command.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -79,7 +86,9 @@ pub enum Command {
     Validate(SourceParam),
     /// `offline_write_batch`.
     OfflineWriteBatch(WriteParams),
-    /// A Feast call Larder does not answer (`write_logged_features`, `persist`...).
+    /// `write_logged_features`.
+    WriteLoggedFeatures(LogParams),
+    /// A Feast call Larder does not answer (`persist`...).
     Unsupported(String),
 }
 
@@ -105,6 +114,7 @@ pub fn parse(bytes: &[u8]) -> Result<Command, Status> {
         Some(api @ "get_table_column_names_and_types_from_data_source") => Command::ColumnTypes(params(api, bytes)?),
         Some(api @ "validate_data_source") => Command::Validate(params(api, bytes)?),
         Some(api @ "offline_write_batch") => Command::OfflineWriteBatch(params(api, bytes)?),
+        Some(api @ "write_logged_features") => Command::WriteLoggedFeatures(params(api, bytes)?),
         Some(other) => Command::Unsupported(other.to_string()),
     })
 }
@@ -130,6 +140,11 @@ mod tests {
             Command::Historical(_)
         ));
         assert!(parse(br#"{"api": "offline_write_batch"}"#).is_err());
+        assert!(parse(br#"{"api": "write_logged_features"}"#).is_err());
+        assert!(matches!(
+            parse(br#"{"api": "write_logged_features", "feature_service_name": "s"}"#).unwrap(),
+            Command::WriteLoggedFeatures(p) if p.feature_service_name == "s"
+        ));
         assert!(parse(b"[1").is_err());
     }
 }

@@ -129,6 +129,13 @@ impl FlightService for LarderFlight {
                 };
                 self.store.offline_write_batch(view, batches).await.map_err(status)?
             }
+            Command::WriteLoggedFeatures(p) => {
+                self.authorize(header.as_deref(), crate::auth::Role::Write, "write logged features")?;
+                self.store
+                    .write_logged_features(&p.feature_service_name, batches)
+                    .await
+                    .map_err(status)?
+            }
             Command::Unsupported(api) => return Err(unsupported(&api)),
             _ => {
                 return Err(Status::invalid_argument(
@@ -184,7 +191,7 @@ impl FlightService for LarderFlight {
                 ))
             }
             Command::Unsupported(api) => return Err(unsupported(&api)),
-            Command::Validate(_) | Command::OfflineWriteBatch(_) => {
+            Command::Validate(_) | Command::OfflineWriteBatch(_) | Command::WriteLoggedFeatures(_) => {
                 return Err(Status::invalid_argument("writes and validation run in DoPut"))
             }
         };
@@ -242,7 +249,8 @@ fn unsupported(api: &str) -> Status {
     Status::unimplemented(format!(
         "Feast's remote offline store call `{api}` is not offered by Larder (offered: get_historical_features, \
          pull_latest_from_table_or_query, pull_all_from_table_or_query, \
-         get_table_column_names_and_types_from_data_source, validate_data_source, offline_write_batch)"
+         get_table_column_names_and_types_from_data_source, validate_data_source, offline_write_batch, \
+         write_logged_features)"
     ))
 }
 

@@ -4,6 +4,8 @@
 pub mod asof;
 pub mod entity_sql;
 pub mod parquet;
+
+pub use parquet::write_log_file;
 pub mod window_agg;
 
 use std::fmt::Debug;

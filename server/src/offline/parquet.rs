@@ -226,11 +226,14 @@ fn appends_dir(path: &str) -> PathBuf {
     }
 }
 
-/// Writes `batch` as a new Parquet file in `dir`, atomically (temporary name, fsync, rename).
-/// `dt` with DataFusion's view types (what it reads strings as) replaced by the plain ones, so
-/// that appended files have the same Arrow schema as files written by other tools.
+/// `dt` with DataFusion's view types (what it reads strings as) replaced by the plain ones, and
+/// second timestamps by milliseconds, so that appended files have the Arrow schema files
+/// written by other tools have.
 fn plain_type(dt: &DataType) -> DataType {
     match dt {
+        // Parquet has no seconds unit: the Arrow writer would store bare integers, which other
+        // readers (pyarrow, Feast) take for numbers. Milliseconds, as pyarrow writes them.
+        DataType::Timestamp(TimeUnit::Second, tz) => DataType::Timestamp(TimeUnit::Millisecond, tz.clone()),
         DataType::Utf8View => DataType::Utf8,
         DataType::BinaryView => DataType::Binary,
         DataType::List(f) => DataType::List(Arc::new(f.as_ref().clone().with_data_type(plain_type(f.data_type())))),
@@ -275,6 +278,30 @@ async fn part_stems(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// Writes `batch` as one new Parquet file in `dir` (created when missing), atomically, on the
+/// blocking pool: a log file of Feast's `write_logged_features`.
+pub async fn write_log_file(dir: PathBuf, batch: RecordBatch) -> Result<PathBuf> {
+    tokio::task::spawn_blocking(move || write_part(&dir, &batch, Some(&log_file_stem())))
+        .await
+        .map_err(|e| Error::Internal(format!("log write task failed: {e}")))?
+        .map_err(|e| Error::Offline(format!("cannot write the logs: {e}")))
+}
+
+/// A log file's name without extension: unique per process and call, sortable by time.
+fn log_file_stem() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "log-{stamp}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 #[allow(clippy::disallowed_methods, reason = "runs on the blocking pool (see append_to)")]

@@ -47,8 +47,8 @@ class FileSource(DataSource):
 
 
 class FileLoggingDestination:
-    """Feast's ``FileLoggingDestination(path=...)`` for a feature service's ``LoggingConfig``
-    (accepted; Larder does not log served features yet)."""
+    """Feast's ``FileLoggingDestination(path=...)`` for a feature service's ``LoggingConfig``:
+    the directory of the Parquet log files (relative to the repo)."""
 
     def __init__(self, *, path: str, s3_endpoint_override: str = "", partition_by=None):
         self.path = path
