@@ -38,6 +38,27 @@ def remote_yaml(project: str, server: Server) -> str:
     )
 
 
+def empty_larder(template: Path, tmp_path: Path, feast_python: str) -> tuple[Path, Server]:
+    """A `larder serve` on a copy of the template's directory (its data), nothing applied."""
+    repo = copy_repo(template, tmp_path / "larder")
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    return repo, Server(larder)
+
+
+def remote_client(template: Path, path: Path, project: str, server: Server) -> Path:
+    """The template's definitions with a feature_store.yaml naming `server` for everything."""
+    client = copy_repo(template, path)
+    (client / "feature_store.yaml").write_text(remote_yaml(project, server))
+    return client
+
+
+def feast_apply(repo: Path, feast_python: str) -> subprocess.CompletedProcess:
+    p = subprocess.run([str(feast_cli(feast_python)), "apply"], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p
+
+
 def run_workflow(repo: Path, feast_python: str) -> subprocess.CompletedProcess:
     """The template's test_workflow.py as a user runs it (`feast` on the PATH)."""
     env = dict(os.environ, PATH=f"{Path(feast_python).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -76,14 +97,10 @@ def test_template_workflow_runs_unmodified_with_larder_as_registry_online_and_of
     assert len(want) == 4 and all(s["values"] for s in want), want
 
     # Larder: the template's directory (its data), nothing applied.
-    larder_repo = copy_repo(template, tmp_path / "larder")
-    larder = Larder(larder_repo)
-    larder.env["LARDER_PYTHON"] = feast_python
-    server = Server(larder)
+    _, server = empty_larder(template, tmp_path, feast_python)
     try:
         assert requests.get(server.url + "/registry", timeout=10).status_code >= 400, "starts empty"
-        client = copy_repo(template, tmp_path / "client")
-        (client / "feature_store.yaml").write_text(remote_yaml(project, server))
+        client = remote_client(template, tmp_path / "client", project, server)
         # The client has no registry file and no data of its own.
         import shutil
         shutil.rmtree(client / "data")
@@ -117,16 +134,10 @@ def test_a_second_client_sees_what_the_first_applied_and_errors_keep_feast_class
     """Two clients share Larder's registry: what one applies the other lists at once; a missing
     object is Feast's own exception class; Larder's history names the apply."""
     project = project_of(template)
-    larder_repo = copy_repo(template, tmp_path / "larder")
-    larder = Larder(larder_repo)
-    larder.env["LARDER_PYTHON"] = feast_python
-    server = Server(larder)
+    _, server = empty_larder(template, tmp_path, feast_python)
     try:
-        first = copy_repo(template, tmp_path / "first")
-        (first / "feature_store.yaml").write_text(remote_yaml(project, server))
-        applied = subprocess.run([str(feast_cli(feast_python)), "apply"], cwd=first, capture_output=True, text=True,
-                                 timeout=600)
-        assert applied.returncode == 0, applied.stdout + applied.stderr
+        first = remote_client(template, tmp_path / "first", project, server)
+        feast_apply(first, feast_python)
         second = tmp_path / "second"
         second.mkdir()
         (second / "feature_store.yaml").write_text(remote_yaml(project, server))
@@ -173,9 +184,7 @@ except EntityNotFoundException as e:
         assert any("feast client (registry server)" in str(h) for h in history), history
         # Applying the same repo again keeps every object (Feast's client deletes the label view
         # it reads back as a feature view after re-applying it as a label view).
-        again = subprocess.run([str(feast_cli(feast_python)), "apply"], cwd=first, capture_output=True, text=True,
-                               timeout=600)
-        assert again.returncode == 0, again.stdout + again.stderr
+        feast_apply(first, feast_python)
         doc = requests.get(server.url + "/registry", timeout=10).json()["doc"]
         names = {v["name"] for v in doc["feature_views"]}
         assert {"driver_hourly_stats", "driver_hourly_stats_fresh", "driver_quality_labels"} <= names, names
@@ -221,10 +230,7 @@ print("PERMISSION", code(lambda: stub.ApplyPermission(r.ApplyPermissionRequest(p
 
 def test_bad_registry_calls_get_grpc_errors_and_change_nothing(template, feast_python, tmp_path):
     project = project_of(template)
-    larder_repo = copy_repo(template, tmp_path / "larder")
-    larder = Larder(larder_repo)
-    larder.env["LARDER_PYTHON"] = feast_python
-    server = Server(larder)
+    _, server = empty_larder(template, tmp_path, feast_python)
     try:
         target = "127.0.0.1:" + server.flight_url.rsplit(":", 1)[1]
         p = subprocess.run([feast_python, "-c", BAD_CALLS, target, project], capture_output=True, text=True, timeout=120)
@@ -283,23 +289,17 @@ def test_feast_clients_write_logged_features_where_the_service_says(template, fe
     project = project_of(template)
     # Feast alone.
     feast_side = copy_repo(template, tmp_path / "feast_side")
-    subprocess.run([str(feast_cli(feast_python)), "apply"], cwd=feast_side, check=True, capture_output=True, timeout=600)
+    feast_apply(feast_side, feast_python)
     before = set((feast_side / "data").glob("*.parquet"))
     p = subprocess.run([feast_python, "-c", WRITE_LOGS, str(feast_side)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     feast_logs = sorted(set((feast_side / "data").glob("*.parquet")) - before)
     assert len(feast_logs) == 1, feast_logs
 
-    larder_repo = copy_repo(template, tmp_path / "larder")
-    larder = Larder(larder_repo)
-    larder.env["LARDER_PYTHON"] = feast_python
-    server = Server(larder)
+    larder_repo, server = empty_larder(template, tmp_path, feast_python)
     try:
-        client = copy_repo(template, tmp_path / "client")
-        (client / "feature_store.yaml").write_text(remote_yaml(project, server))
-        applied = subprocess.run([str(feast_cli(feast_python)), "apply"], cwd=client, capture_output=True, text=True,
-                                 timeout=600)
-        assert applied.returncode == 0, applied.stdout + applied.stderr
+        client = remote_client(template, tmp_path / "client", project, server)
+        feast_apply(client, feast_python)
         before = set((larder_repo / "data").glob("*.parquet"))
         client_before = set((client / "data").rglob("*"))
         p = subprocess.run([feast_python, "-c", WRITE_LOGS, str(client)], capture_output=True, text=True, timeout=300)

@@ -5,6 +5,7 @@ importing `feast` — and every answer is compared with Feast's, cell by cell. T
 `feast` replaced by `larder` (run without Feast) gives the same answers, and the template's
 `test_workflow.py`, s/feast/larder/, runs to the end in local mode."""
 
+import contextlib
 import json
 import math
 import os
@@ -127,21 +128,28 @@ def wait_http(url, proc, log: Path, timeout=120):
     raise AssertionError(f"{url} did not start")
 
 
-def feast_serve(cli, repo: Path, *bodies) -> list:
-    """Starts Feast's own `feast serve` for `repo`, posts each body to /get-online-features and
-    returns the answers. Its output goes to a file (a pipe nobody drains could block it)."""
+@contextlib.contextmanager
+def feast_serving(cli, repo: Path, log_path: Path):
+    """Feast's own `feast serve` for `repo` while the block runs; yields its URL. Its output goes
+    to `log_path` (a pipe nobody drains could block it)."""
     port = free_port()
-    log = open(repo / "feast_serve.log", "w")
+    log = open(log_path, "w")
     proc = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=repo, stdout=log,
                             stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_http(url, proc, repo / "feast_serve.log")
-        return [post(url, b) for b in bodies]
+        wait_http(url, proc, log_path)
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def feast_serve(cli, repo: Path, *bodies) -> list:
+    """Feast's own `feast serve` for `repo`: the answers to each body at /get-online-features."""
+    with feast_serving(cli, repo, repo / "feast_serve.log") as url:
+        return [post(url, b) for b in bodies]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import requests
 
 from compat.test_feast_repos import (  # noqa: F401  (fixtures)
     END, FEATURES, HISTORICAL, ONLINE_REQUEST, SERVICE_REQUEST, START, assert_online_equal, assert_training_equal,
-    columns, copy_repo, entity_df, feast_cli, feast_python, iso, run, template,
+    columns, copy_repo, entity_df, feast_cli, feast_python, feast_serve, feast_serving, iso, post, run, template,
 )
 from conftest import Larder, Server, free_port
 from e2e.test_s3 import s3, s3_env  # noqa: F401  (the S3 server fixture)
@@ -268,8 +268,6 @@ def test_larder_serves_feasts_sql_registry_in_sqlite(template, feast_python, tmp
     as Feast's docs write it), applied and materialized by Feast: Larder, on the same yaml,
     reads Feast's tables read-only (the file is byte for byte as Feast left it) and serves
     Feast's values; a `feast apply` that adds an object is seen by the running server."""
-    from compat.test_feast_repos import post, wait_http
-
     repo = copy_repo(template, tmp_path / "repo")
     cfg = repo / "feature_store.yaml"
     text = cfg.read_text()
@@ -283,23 +281,17 @@ def test_larder_serves_feasts_sql_registry_in_sqlite(template, feast_python, tmp
     sql_file = repo / "data" / "feast_sql_registry.db"
     assert sql_file.exists() and not (repo / "data" / "registry.db").exists()
     before = sql_file.read_bytes()
-    port = free_port()
-    log = open(tmp_path / "feast_serve.log", "w")
-    feast = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=repo, stdout=log, stderr=subprocess.STDOUT)
     larder = Larder(repo)
     larder.env["LARDER_PYTHON"] = feast_python
     server = Server(larder)
     try:
-        feast_url = f"http://127.0.0.1:{port}"
-        wait_http(feast_url, feast, tmp_path / "feast_serve.log")
-        for body in (ONLINE_REQUEST, SERVICE_REQUEST):
-            assert_online_equal(server.online(body).json(), post(feast_url, body))
+        with feast_serving(cli, repo, tmp_path / "feast_serve.log") as feast_url:
+            for body in (ONLINE_REQUEST, SERVICE_REQUEST):
+                assert_online_equal(server.online(body).json(), post(feast_url, body))
         assert sql_file.read_bytes() == before, "Larder wrote into Feast's SQL registry"
         assert_follows_feast_apply(repo, cli, server)
     finally:
         server.stop()
-        feast.terminate()
-        feast.wait(timeout=30)
     p = larder.run("apply", check=False)
     assert p.returncode != 0 and "Feast's SQL registry" in p.stderr, p.stderr
 
@@ -312,17 +304,7 @@ def test_a_feast_registry_on_s3_is_served_as_feast_left_it(template, feast_pytho
 
     repo = feast_deployment(template, feast_python, tmp_path)
     cli = feast_cli(feast_python)
-    port = free_port()
-    log = open(tmp_path / "feast_serve.log", "w")
-    feast = subprocess.Popen([str(cli), "serve", "-p", str(port)], cwd=repo, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        from compat.test_feast_repos import post, wait_http
-
-        wait_http(f"http://127.0.0.1:{port}", feast, tmp_path / "feast_serve.log")
-        feast_answer = post(f"http://127.0.0.1:{port}", ONLINE_REQUEST)
-    finally:
-        feast.terminate()
-        feast.wait(timeout=30)
+    (feast_answer,) = feast_serve(cli, repo, ONLINE_REQUEST)
     client = boto3.client("s3", endpoint_url=s3, aws_access_key_id="testing",
                           aws_secret_access_key="testing", region_name="us-east-1")
     client.create_bucket(Bucket="feast")

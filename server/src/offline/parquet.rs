@@ -281,27 +281,12 @@ async fn part_stems(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Writes `batch` as one new Parquet file in `dir` (created when missing), atomically, on the
-/// blocking pool: a log file of Feast's `write_logged_features`.
+/// blocking pool: a log file of Feast's `write_logged_features` (named as appended parts are).
 pub async fn write_log_file(dir: PathBuf, batch: RecordBatch) -> Result<PathBuf> {
-    tokio::task::spawn_blocking(move || write_part(&dir, &batch, Some(&log_file_stem())))
+    tokio::task::spawn_blocking(move || write_part(&dir, &batch, None))
         .await
         .map_err(|e| Error::Internal(format!("log write task failed: {e}")))?
         .map_err(|e| Error::Offline(format!("cannot write the logs: {e}")))
-}
-
-/// A log file's name without extension: unique per process and call, sortable by time.
-fn log_file_stem() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "log-{stamp}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 #[allow(clippy::disallowed_methods, reason = "runs on the blocking pool (see append_to)")]
