@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use larder_registry::{
     Aggregation, AggregationFunction, DataSource, Entity, FeatureLogging, FeatureService, FeatureView,
-    FeatureViewProjection, Field, FileSource, KafkaSource, MaterializationInterval, OnDemandFeatureView, PushSource,
-    RegistryDoc, RequestSource, ValueType,
+    FeatureViewProjection, Field, FileSource, KafkaSource, MaterializationInterval, OnDemandFeatureView,
+    PostgresRelation, PushSource, RegistryDoc, RequestSource, ValueType,
 };
 
 use crate::proto::core as fc;
@@ -135,7 +135,21 @@ fn data_source(s: &fc::DataSource) -> Result<(DataSource, Option<&fc::DataSource
             description: s.description.clone(),
             tags: s.tags.clone(),
             owner: s.owner.clone(),
+            postgres: None,
         }),
+        Some(Options::CustomOptions(c)) if s.data_source_class_type.ends_with(".PostgreSQLSource") => {
+            DataSource::File(FileSource {
+                name: s.name.clone(),
+                path: String::new(),
+                timestamp_field: s.timestamp_field.clone(),
+                created_timestamp_column: non_empty(&s.created_timestamp_column),
+                field_mapping: s.field_mapping.clone(),
+                description: s.description.clone(),
+                tags: s.tags.clone(),
+                owner: s.owner.clone(),
+                postgres: Some(postgres_relation(&c.configuration, &object)?),
+            })
+        }
         Some(Options::PushOptions(_)) => DataSource::Push(PushSource {
             name: s.name.clone(),
             batch_source: batch_name()?,
@@ -184,6 +198,28 @@ fn data_source(s: &fc::DataSource) -> Result<(DataSource, Option<&fc::DataSource
         None => return Err(err(object, "has no options (an unknown source type)")),
     };
     Ok((source, batch))
+}
+
+/// The table or query of a Feast `PostgreSQLSource` (its `PostgreSQLOptions`, JSON in the custom
+/// options: `{"name", "query", "table"}`).
+fn postgres_relation(configuration: &[u8], object: &str) -> Result<PostgresRelation, ConvertError> {
+    let options: serde_json::Value = serde_json::from_slice(configuration)
+        .map_err(|e| err(object, format!("PostgreSQLSource options are not JSON: {e}")))?;
+    let text = |key: &str| {
+        options
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let relation = PostgresRelation {
+        table: text("table"),
+        query: text("query"),
+    };
+    if relation.table.is_empty() && relation.query.is_empty() {
+        return Err(err(object, "PostgreSQLSource has neither a table nor a query"));
+    }
+    Ok(relation)
 }
 
 fn aggregation(a: &fc::Aggregation, owner: &str) -> Result<Aggregation, ConvertError> {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use larder_registry::{
     DataSource, Entity, FeatureService, FeatureView, FeatureViewProjection, Field, MaterializationInterval,
-    OnDemandFeatureView, RegistryDoc,
+    OnDemandFeatureView, PostgresRelation, RegistryDoc,
 };
 
 use crate::proto::core as fc;
@@ -122,6 +122,26 @@ impl<'a> ToFeast<'a> {
         };
         let inline = |name: &str| self.data_source_named(name).map(Box::new);
         match s {
+            DataSource::File(f) if f.postgres.is_some() => {
+                let pg = f.postgres.as_ref().cloned().unwrap_or_else(|| PostgresRelation {
+                    table: String::new(),
+                    query: String::new(),
+                });
+                let configuration = serde_json::json!({"name": f.name, "query": pg.query, "table": pg.table});
+                fc::DataSource {
+                    r#type: SourceType::CustomSource as i32,
+                    timestamp_field: f.timestamp_field.clone(),
+                    created_timestamp_column: f.created_timestamp_column.clone().unwrap_or_default(),
+                    field_mapping: f.field_mapping.clone(),
+                    data_source_class_type:
+                        "feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source.PostgreSQLSource"
+                            .into(),
+                    options: Some(Options::CustomOptions(fc::data_source::CustomSourceOptions {
+                        configuration: configuration.to_string().into_bytes(),
+                    })),
+                    ..base(&f.name, &f.description, &f.tags, &f.owner)
+                }
+            }
             DataSource::File(f) => fc::DataSource {
                 r#type: SourceType::BatchFile as i32,
                 timestamp_field: f.timestamp_field.clone(),
@@ -484,6 +504,7 @@ mod tests {
             description: "d".into(),
             tags: BTreeMap::from([("t".into(), "1".into())]),
             owner: "o".into(),
+            postgres: None,
         })
     }
 

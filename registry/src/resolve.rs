@@ -58,7 +58,7 @@ pub fn resolve(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Result<RegistryD
                 format!("data source {}", f.name),
                 format!(
                     "timestamp_field is not given and cannot be inferred: {} has {} timestamp columns ({}); name one",
-                    f.path,
+                    f.location(),
                     ts.len(),
                     ts.join(", ")
                 ),
@@ -77,7 +77,7 @@ pub fn resolve(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Result<RegistryD
                 Err(e) => {
                     errors.push(ValidationError::new(
                         format!("data source {}", src.name),
-                        format!("cannot read {}: {e}", src.path),
+                        format!("cannot read {}: {e}", src.location()),
                     ));
                     None
                 }

@@ -237,6 +237,14 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
             },
             DataSource::Kafka(k) => {
                 match doc.data_source(&k.batch_source) {
+                    Some(DataSource::File(f)) if f.postgres.is_some() => errors.push(ValidationError::new(
+                        &obj,
+                        format!(
+                            "batch_source `{}` is a PostgreSQL source; Larder writes a stream's offline copy to a \
+                             Parquet FileSource only",
+                            k.batch_source
+                        ),
+                    )),
                     Some(DataSource::File(_)) => {}
                     Some(other) => errors.push(ValidationError::new(
                         &obj,
@@ -364,7 +372,8 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
                 &src_obj,
                 format!(
                     "timestamp_field `{}` is not a column of {}",
-                    src.timestamp_field, src.path
+                    src.timestamp_field,
+                    src.location()
                 ),
             )),
             Some(c) if !c.is_timestamp => errors.push(ValidationError::new(
@@ -377,7 +386,10 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
             match cols.iter().find(|c| &c.name == created) {
                 None => errors.push(ValidationError::new(
                     &src_obj,
-                    format!("created_timestamp_column `{created}` is not a column of {}", src.path),
+                    format!(
+                        "created_timestamp_column `{created}` is not a column of {}",
+                        src.location()
+                    ),
                 )),
                 Some(c) if !c.is_timestamp => errors.push(ValidationError::new(
                     &src_obj,
@@ -390,7 +402,11 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
             match column(key) {
                 None => errors.push(ValidationError::new(
                     &obj,
-                    format!("join key `{key}` is not a column of source {} ({})", src.name, src.path),
+                    format!(
+                        "join key `{key}` is not a column of source {} ({})",
+                        src.name,
+                        src.location()
+                    ),
                 )),
                 Some(c) => {
                     let declared = v.entity_columns.iter().find(|f| &f.name == key).map(|f| f.dtype);
@@ -411,7 +427,9 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
                     &obj,
                     format!(
                         "aggregated column `{}` is not a readable column of source {} ({})",
-                        a.column, src.name, src.path
+                        a.column,
+                        src.name,
+                        src.location()
                     ),
                 )),
                 Some(t) if !t.is_numeric() && a.function != AggregationFunction::Count => {
@@ -433,7 +451,9 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
                     &obj,
                     format!(
                         "feature `{}` is not a column of source {} ({})",
-                        f.name, src.name, src.path
+                        f.name,
+                        src.name,
+                        src.location()
                     ),
                 )),
                 Some(c) => match c.value_type {

@@ -61,6 +61,7 @@ fn base() -> RegistryDoc {
             description: String::new(),
             tags: BTreeMap::new(),
             owner: String::new(),
+            postgres: None,
         })],
         feature_views: vec![FeatureView {
             aggregations: vec![],

@@ -9,6 +9,8 @@ from larder.feature_logging import logging_dict
 FEAST_KINDS = {
     "Entity": "entity",
     "FileSource": "data source",
+    "PostgreSQLSource": "data source",
+    "RaySource": "data source",
     "PushSource": "data source",
     "KafkaSource": "data source",
     "RequestSource": "data source",
@@ -52,8 +54,8 @@ def warnings_of(obj) -> List[str]:
             out.append(f"feature service {name!r}: logging_config with {type(config.destination).__name__} is not "
                        "stored (Larder logs to files: FileLoggingDestination)")
         else:
-            out.append(f"feature service {name!r}: logging_config is registered (write_logged_features writes "
-                       "there); Larder does not log served features by itself yet")
+            out.append(f"feature service {name!r}: logging_config is registered; `larder serve` logs the features "
+                       "it serves there when feature_store.yaml enables feature_server.feature_logging")
     if cls == "LabelView":
         policy = getattr(getattr(obj, "conflict_policy", None), "name", "LAST_WRITE_WINS")
         if policy != "LAST_WRITE_WINS":
@@ -140,6 +142,24 @@ def to_dict(obj) -> Tuple[str, dict, list]:
             }, [obj.batch_source]
         if name == "RequestSource":
             return kind, {"type": "request", **_meta(obj), "schema": [_field(f) for f in obj.schema]}, []
+        if name == "RaySource":
+            # Feast's Ray offline store reads it with ray.data; a Parquet one is a file source.
+            if obj.reader_type != "parquet":
+                raise ValueError(f"RaySource {obj.name!r}: reader_type {obj.reader_type!r} is not supported "
+                                 "(Larder reads Parquet: reader_type='parquet')")
+            return kind, {
+                "type": "file", **_meta(obj), "path": obj.path, "timestamp_field": obj.timestamp_field,
+                "created_timestamp_column": obj.created_timestamp_column or None,
+                "field_mapping": dict(obj.field_mapping or {}),
+            }, []
+        if name == "PostgreSQLSource":
+            options = obj._postgres_options
+            return kind, {
+                "type": "file", **_meta(obj), "path": "", "timestamp_field": obj.timestamp_field,
+                "created_timestamp_column": obj.created_timestamp_column or None,
+                "field_mapping": dict(obj.field_mapping or {}),
+                "postgres": {"table": options._table or "", "query": options._query or ""},
+            }, []
         return kind, {
             "type": "file", **_meta(obj), "path": obj.path, "timestamp_field": obj.timestamp_field,
             "created_timestamp_column": obj.created_timestamp_column or None,

@@ -2,7 +2,8 @@
 
 A ``FileLoggingDestination`` is registered with the service (Feast's clients read it back, and
 ``write_logged_features`` writes the logs there); other destinations (warehouses) are not, and
-``larder apply`` says so. Larder does not log served features by itself yet."""
+``larder apply`` says so. With ``feature_server: {feature_logging: {enabled: true}}`` in
+``feature_store.yaml``, ``larder serve`` logs the features it serves for the service there."""
 
 from typing import Optional
 

@@ -10,6 +10,8 @@ How the server is found, reused and stopped:
   concurrent starters agree on one server.
 - The binary is ``$LARDER_BIN``, else ``larder`` on ``PATH``. The server's log is
   ``<repo>/.larder/server.log``.
+- A repo whose ``online_store`` is Feast's ``{type: remote, path: URL}`` is the client of the
+  feature server at ``URL``: local mode talks to that server and starts nothing.
 - The server outlives the Python process that started it (so the next script starts fast).
   Stop it with ``FeatureStore.stop_local_server()``, ``python -m larder.local_server stop
   REPO``, or by killing the pid in ``server.json``. ``LARDER_URL`` (or ``url=``) turns local
@@ -92,13 +94,32 @@ def running(repo: Path) -> Optional[dict]:
     return None
 
 
-def ensure(repo_path) -> Tuple[str, str]:
-    """The ``(http_url, flight_url)`` of the repo's local server, started if needed."""
+def remote_server(repo: Path) -> Optional[str]:
+    """The URL of the feature server a repo with Feast's remote online store
+    (``online_store: {type: remote, path: URL}``) is the client of, else None."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((repo / "feature_store.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None  # `larder serve` reports what is wrong with the file
+    online = config.get("online_store") if isinstance(config, dict) else None
+    if isinstance(online, dict) and online.get("type") == "remote" and online.get("path"):
+        return str(online["path"]).rstrip("/")
+    return None
+
+
+def ensure(repo_path) -> Tuple[str, Optional[str]]:
+    """The ``(http_url, flight_url)`` of the repo's local server, started if needed (for a repo
+    with a remote online store: that server's URL, and no Flight URL)."""
     import fcntl
 
     repo = Path(repo_path).resolve()
     if not (repo / "feature_store.yaml").exists():
         raise LocalServerError(f"{repo} has no feature_store.yaml")
+    remote = remote_server(repo)
+    if remote:
+        return remote, None
     d = repo / STATE_DIR
     d.mkdir(exist_ok=True)
     with open(d / "server.lock", "w") as lock:

@@ -27,6 +27,21 @@ pub enum OnlineStoreConfig {
     Sqlite(SqliteConfig),
     /// A PostgreSQL database (Feast's `postgres` online store).
     Postgres(PostgresOnlineConfig),
+    /// Feast's remote online store: the online data is another feature server's (a Larder or
+    /// Feast server at `path`). This repo is its client: `larder materialize` hands the run to
+    /// that server; `larder serve` needs a local store.
+    Remote(RemoteOnlineConfig),
+}
+
+/// `online_store: {type: remote, path: http://host:port}` (Feast's keys).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteOnlineConfig {
+    /// The feature server's base URL.
+    pub path: String,
+    /// Feast's TLS certificate of the server: accepted; the hand-off speaks plain HTTP.
+    #[serde(default)]
+    pub cert: Option<String>,
 }
 
 impl OnlineStoreConfig {
@@ -37,6 +52,7 @@ impl OnlineStoreConfig {
             OnlineStoreConfig::Redis(_) => "redis",
             OnlineStoreConfig::Sqlite(_) => "sqlite",
             OnlineStoreConfig::Postgres(_) => "postgres",
+            OnlineStoreConfig::Remote(_) => "remote",
         }
     }
 }
@@ -228,7 +244,14 @@ fn default_redis_op_timeout_ms() -> u64 {
 pub enum OfflineStoreConfig {
     /// Parquet files queried with DataFusion (Feast's `file`), local or on S3.
     File(FileOfflineConfig),
+    /// Feast's PostgreSQL offline store: `PostgreSQLSource`s are read from this database into
+    /// DataFusion, where the point-in-time joins run (Parquet sources stay readable too).
+    Postgres(Box<PostgresOfflineConfig>),
 }
+
+/// `offline_store: {type: postgres, ...}`: the keys of Feast's `PostgreSQLConfig`, as the online
+/// store's (its `operation_timeout_ms` is not applied to offline reads, which may be long).
+pub type PostgresOfflineConfig = PostgresOnlineConfig;
 
 impl Default for OfflineStoreConfig {
     fn default() -> Self {
@@ -275,7 +298,6 @@ impl RegistryConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RegistryMap {
     #[serde(default = "default_registry_type")]
     registry_type: String,
@@ -284,7 +306,25 @@ struct RegistryMap {
     cache_ttl_seconds: Option<u64>,
     #[serde(default)]
     cache_mode: Option<String>,
+    /// Feast's other registry keys (checked against [`FEAST_REGISTRY_KEYS`]).
+    #[serde(flatten)]
+    other: BTreeMap<String, serde_yaml_ng::Value>,
 }
+
+/// Keys of Feast's registry configurations (`RegistryConfig`, `SqlRegistryConfig`) that tune
+/// Feast's own registry implementation: accepted and named by `apply` as not used.
+const FEAST_REGISTRY_KEYS: &[&str] = &[
+    "registry_store_type",
+    "purge_feast_metadata",
+    "enable_online_feature_view_versioning",
+    "serve_features_while_materializing",
+    "mcp",
+    "read_path",
+    "sqlalchemy_config_kwargs",
+    "thread_pool_executor_worker_count",
+    "schema_mode",
+    "s3_additional_kwargs",
+];
 
 fn default_registry_type() -> String {
     "file".into()
@@ -309,9 +349,13 @@ struct RawConfig {
     #[serde(default)]
     registry: Option<serde_yaml_ng::Value>,
     #[serde(default)]
-    online_store: Option<OnlineStoreConfig>,
+    online_store: Option<serde_yaml_ng::Value>,
     #[serde(default)]
     offline_store: Option<serde_yaml_ng::Value>,
+    /// Feast's compute engine for materialization (`batch_engine: {type: local | ray.engine |
+    /// spark.engine ...}`): Larder materializes with its own engine; named as not used.
+    #[serde(default)]
+    batch_engine: Option<serde_yaml_ng::Value>,
     #[serde(default = "default_key_version")]
     entity_key_serialization_version: u32,
     #[serde(default)]
@@ -323,6 +367,75 @@ struct RawConfig {
     stream: StreamConfig,
     #[serde(default)]
     online_ttl: crate::serving::OnlineTtl,
+    #[serde(default)]
+    feature_server: Option<FeatureServerConfig>,
+}
+
+/// `feature_server:` (Feast's `BaseFeatureServerConfig`): Larder uses `feature_logging`; the
+/// other keys (Feast's server type, metrics, audit logging, push batching...) are accepted and
+/// named by `apply` as not used.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct FeatureServerConfig {
+    /// Logging of served features.
+    #[serde(default)]
+    pub feature_logging: Option<FeatureLoggingConfig>,
+    /// Every other key, kept to be reported.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// `feature_server.feature_logging` (Feast's `FeatureLoggingConfig`): when enabled, the server
+/// logs what it serves for feature services that have a `logging_config`, into their
+/// destination (see [`crate::feature_log`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureLoggingConfig {
+    /// Whether served features are logged.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Feast: how often logs go from local disk to the offline store. Larder's destination is
+    /// the file itself: logs are written every `write_to_disk_interval_secs`.
+    #[serde(default = "default_log_flush_secs")]
+    pub flush_interval_secs: u64,
+    /// How often the logged rows collected in memory are written (one Parquet file per
+    /// service and interval).
+    #[serde(default = "default_log_write_secs")]
+    pub write_to_disk_interval_secs: u64,
+    /// Most logged rows held in memory; past it, new requests are not logged (counted).
+    #[serde(default = "default_log_queue")]
+    pub queue_capacity: usize,
+    /// Feast: how long a request may wait to queue its log. Larder never waits: a full queue
+    /// drops the log at once.
+    #[serde(default = "default_log_emit_timeout")]
+    pub emit_timeout_micro_secs: u64,
+}
+
+impl Default for FeatureLoggingConfig {
+    fn default() -> Self {
+        FeatureLoggingConfig {
+            enabled: false,
+            flush_interval_secs: default_log_flush_secs(),
+            write_to_disk_interval_secs: default_log_write_secs(),
+            queue_capacity: default_log_queue(),
+            emit_timeout_micro_secs: default_log_emit_timeout(),
+        }
+    }
+}
+
+fn default_log_flush_secs() -> u64 {
+    600
+}
+
+fn default_log_write_secs() -> u64 {
+    30
+}
+
+fn default_log_queue() -> usize {
+    100_000
+}
+
+fn default_log_emit_timeout() -> u64 {
+    10_000
 }
 
 /// `stream:`: Larder's stream workers (Kafka consumers of stream feature views).
@@ -417,6 +530,8 @@ pub struct RepoConfig {
     pub notes: Vec<String>,
     /// Whether online reads enforce view ttls (`online_ttl: enforce | ignore`).
     pub online_ttl: crate::serving::OnlineTtl,
+    /// Logging of served features (`feature_server.feature_logging`; off when absent).
+    pub feature_logging: FeatureLoggingConfig,
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` with environment values; an unset variable
@@ -507,6 +622,24 @@ impl RepoConfig {
             }
         }
         let mut notes = Vec::new();
+        let online_store: Option<OnlineStoreConfig> = match raw.online_store {
+            None => None,
+            Some(mut v) => {
+                // Feast's default online store type is sqlite (`online_store: {path: ...}`).
+                if let serde_yaml_ng::Value::Mapping(m) = &mut v {
+                    if !m.contains_key("type") {
+                        m.insert("type".into(), "sqlite".into());
+                    }
+                }
+                Some(serde_yaml_ng::from_value(v).map_err(|e| err(format!("online_store: {e}")))?)
+            }
+        };
+        if let Some(engine) = &raw.batch_engine {
+            let kind = engine.get("type").and_then(|t| t.as_str()).unwrap_or("local");
+            notes.push(format!(
+                "batch_engine `{kind}` is not used: Larder materializes with its own engine (DataFusion)"
+            ));
+        }
         let offline_store = match raw.offline_store {
             None => OfflineStoreConfig::default(),
             Some(v) => {
@@ -514,7 +647,7 @@ impl RepoConfig {
                 let v = match kind.as_str() {
                     // Feast's other local offline stores read the same Parquet files with the same
                     // point-in-time semantics: Larder's DataFusion store serves them.
-                    "dask" | "duckdb" => {
+                    "dask" | "duckdb" | "ray" => {
                         notes.push(format!(
                             "offline_store.type `{kind}` is served by Larder's Parquet store (DataFusion): same files, \
                              same point-in-time semantics; its other keys are not used"
@@ -527,7 +660,8 @@ impl RepoConfig {
                 };
                 serde_yaml_ng::from_value(v).map_err(|e| {
                     err(format!(
-                        "offline_store: {e} (supported: file, and dask/duckdb served by the same Parquet store)"
+                        "offline_store: {e} (supported: file, and dask/duckdb/ray served by the same Parquet store; \
+                         postgres for PostgreSQLSources)"
                     ))
                 })?
             }
@@ -593,6 +727,18 @@ impl RepoConfig {
                             )))
                         }
                     };
+                for key in m.other.keys() {
+                    if !FEAST_REGISTRY_KEYS.contains(&key.as_str()) {
+                        return Err(err(format!(
+                            "registry.{key} is not a registry setting (registry_type, path, cache_ttl_seconds, \
+                             cache_mode, and Feast's {})",
+                            FEAST_REGISTRY_KEYS.join(", ")
+                        )));
+                    }
+                    notes.push(format!(
+                        "registry.{key} tunes Feast's own registry implementation; Larder does not use it"
+                    ));
+                }
                 if let Some(mode) = m.cache_mode.as_deref().filter(|m| !matches!(*m, "sync" | "thread")) {
                     return Err(err(format!("registry.cache_mode: `{mode}` is not one of sync, thread")));
                 }
@@ -611,18 +757,28 @@ impl RepoConfig {
             }
         };
         #[cfg(feature = "redis")]
-        if let Some(OnlineStoreConfig::Redis(r)) = &raw.online_store {
+        if let Some(OnlineStoreConfig::Redis(r)) = &online_store {
             crate::online::redis::check_config(r).map_err(err)?;
         }
         #[cfg(feature = "postgres")]
-        if let Some(OnlineStoreConfig::Postgres(p)) = &raw.online_store {
+        if let Some(OnlineStoreConfig::Postgres(p)) = &online_store {
             crate::online::postgres::PostgresOnlineStore::open(p).map_err(err)?;
+        }
+        let feature_server = raw.feature_server.unwrap_or_default();
+        for key in feature_server.other.keys() {
+            notes.push(format!(
+                "feature_server.{key} is not used by Larder (its server is `larder serve`; feature_logging is)"
+            ));
+        }
+        #[cfg(feature = "postgres")]
+        if let OfflineStoreConfig::Postgres(p) = &offline_store {
+            crate::offline::postgres::PostgresSources::new(p).map_err(err)?;
         }
         Ok(RepoConfig {
             repo_dir: repo_dir.to_path_buf(),
             project: raw.project,
             registry,
-            online_store: raw.online_store.unwrap_or_default(),
+            online_store: online_store.unwrap_or_default(),
             offline_store,
             notes,
             online_ttl: match std::env::var("LARDER_ONLINE_TTL").ok().as_deref().map(str::trim) {
@@ -638,6 +794,7 @@ impl RepoConfig {
             entity_key_serialization_version: raw.entity_key_serialization_version,
             auth: raw.auth,
             stream: raw.stream,
+            feature_logging: feature_server.feature_logging.unwrap_or_default(),
         })
     }
 
@@ -779,5 +936,67 @@ mod tests {
         // A commented-out line does not need its variable.
         let c = parse("project: p\n  # password: ${LARDER_TEST_UNSET_TOO}\n# ${ALSO_UNSET\n").unwrap();
         assert_eq!(c.project, "p");
+    }
+
+    #[test]
+    fn feasts_postgres_remote_and_feature_server_settings_are_read() {
+        let c = parse(
+            "project: p\nregistry:\n  registry_type: sql\n  path: postgresql://u:pw@127.0.0.1:5432/db?sslmode=disable\n  \
+             sqlalchemy_config_kwargs:\n    echo: false\nonline_store:\n  type: remote\n  path: http://127.0.0.1:6566\n\
+             offline_store:\n  type: postgres\n  host: 127.0.0.1\n  database: db\n  user: u\n  sslmode: disable\n\
+             feature_server:\n  type: local\n  feature_logging:\n    enabled: true\n    queue_capacity: 10\n",
+        )
+        .unwrap();
+        let OnlineStoreConfig::Remote(r) = &c.online_store else {
+            panic!("not remote: {:?}", c.online_store)
+        };
+        assert_eq!(r.path, "http://127.0.0.1:6566");
+        let OfflineStoreConfig::Postgres(pg) = &c.offline_store else {
+            panic!("not postgres: {:?}", c.offline_store)
+        };
+        assert_eq!(
+            (pg.host.as_str(), pg.port, pg.database.as_str()),
+            ("127.0.0.1", 5432, "db")
+        );
+        assert!(c.feature_logging.enabled);
+        assert_eq!(c.feature_logging.queue_capacity, 10);
+        assert_eq!(c.feature_logging.write_to_disk_interval_secs, 30);
+        let notes = c.notes.join("\n");
+        assert!(notes.contains("registry.sqlalchemy_config_kwargs"), "{notes}");
+        assert!(notes.contains("feature_server.type"), "{notes}");
+    }
+
+    #[test]
+    fn unknown_registry_keys_and_tls_offline_postgres_are_refused_by_name() {
+        let m = message("project: p\nregistry:\n  path: data/registry.db\n  cache_tll_seconds: 5\n");
+        assert!(m.contains("registry.cache_tll_seconds"), "{m}");
+        let m =
+            message("project: p\noffline_store:\n  type: postgres\n  database: db\n  user: u\n  sslmode: require\n");
+        assert!(m.contains("offline_store.sslmode") && m.contains("require"), "{m}");
+        let m = message("project: p\nfeature_server:\n  feature_logging:\n    enabeld: true\n");
+        assert!(m.contains("enabeld"), "{m}");
+    }
+
+    #[test]
+    fn feasts_defaults_for_the_ray_template_are_read() {
+        // Feast's `ray` template: no online store type (Feast's default, sqlite), a Ray offline
+        // store and a batch engine.
+        let c = parse(
+            "project: p\noffline_store:\n  type: ray\n  storage_path: data/ray_storage\n\
+             batch_engine:\n  type: ray.engine\n  max_workers: 2\nonline_store:\n  path: data/online_store.db\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.online_store,
+            OnlineStoreConfig::Sqlite(SqliteConfig {
+                path: "data/online_store.db".into()
+            })
+        );
+        assert_eq!(c.offline_store, OfflineStoreConfig::default());
+        let notes = c.notes.join("\n");
+        assert!(
+            notes.contains("offline_store.type `ray`") && notes.contains("batch_engine `ray.engine`"),
+            "{notes}"
+        );
     }
 }

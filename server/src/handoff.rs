@@ -37,6 +37,17 @@ pub struct ServerAddress {
     pub url: String,
 }
 
+impl ServerAddress {
+    /// The server, for messages: its URL, and its pid when it runs on this machine (a remote
+    /// online store's server has pid 0).
+    pub fn describe(&self) -> String {
+        match self.pid {
+            0 => format!("the feature server at {}", self.url),
+            pid => format!("the server at {} (pid {pid}), which holds the online store,", self.url),
+        }
+    }
+}
+
 /// The advertisement of a running server; removed when dropped (at shutdown).
 #[derive(Debug)]
 pub struct Advertised {
@@ -109,9 +120,8 @@ pub async fn materialize(
 ) -> Result<Vec<MaterializeOutcome>> {
     if !address.url.starts_with("http://") {
         return Err(Error::Unavailable(format!(
-            "the online store is held by the server at {} (pid {}), which serves TLS: call POST /materialize on it \
-             (or stop it and run this again)",
-            address.url, address.pid
+            "{} serves TLS: call POST /materialize on it (or stop it and run this again)",
+            address.describe()
         )));
     }
     let client = reqwest::Client::builder()
@@ -129,12 +139,7 @@ pub async fn materialize(
             json!({"end_ts": end.to_rfc3339(), "feature_views": views}),
         ),
     };
-    let unreachable = |e: reqwest::Error| {
-        Error::Unavailable(format!(
-            "the online store is held by another process; the server it names ({}, pid {}) does not answer: {e}",
-            address.url, address.pid
-        ))
-    };
+    let unreachable = |e: reqwest::Error| Error::Unavailable(format!("{} does not answer: {e}", address.describe()));
     let with_token = |r: reqwest::RequestBuilder| match token {
         Some(t) => r.bearer_auth(t),
         None => r,

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod exporter;
+pub mod feature_log;
 pub mod flight;
 pub mod grpc;
 pub mod handoff;

@@ -340,19 +340,33 @@ fn progress_bar() -> Bar {
 /// directory when another process holds the store (see [`handoff`]), with the token to call it
 /// with. `None`: this process opened the store (or the store is not embedded) and runs it.
 fn held_by_server(store: &FeatureStore) -> Result<Option<(handoff::ServerAddress, Option<String>)>> {
-    let Some(dir) = store.config().embedded_store_dir() else {
-        return Ok(None);
+    let server = if let larder_server::config::OnlineStoreConfig::Remote(remote) = &store.config().online_store {
+        // Feast's remote online store: the repo is the client of the server that holds the data.
+        println!(
+            "The online store is the feature server at {}: the materialization runs there.",
+            remote.path
+        );
+        handoff::ServerAddress {
+            pid: 0,
+            project: store.project().to_string(),
+            url: remote.path.trim_end_matches('/').to_string(),
+        }
+    } else {
+        let Some(dir) = store.config().embedded_store_dir() else {
+            return Ok(None);
+        };
+        let Err(e) = store.online() else {
+            return Ok(None);
+        };
+        let Some(server) = handoff::find(&dir).filter(|s| s.project == store.project()) else {
+            return Err(e.into());
+        };
+        println!(
+            "The online store is held by the server at {} (pid {}): the materialization runs there.",
+            server.url, server.pid
+        );
+        server
     };
-    let Err(e) = store.online() else {
-        return Ok(None);
-    };
-    let Some(server) = handoff::find(&dir).filter(|s| s.project == store.project()) else {
-        return Err(e.into());
-    };
-    println!(
-        "The online store is held by the server at {} (pid {}): the materialization runs there.",
-        server.url, server.pid
-    );
     let token = match std::env::var("LARDER_TOKEN") {
         Ok(t) if !t.is_empty() => Some(t),
         _ => match &store.config().auth {
@@ -635,6 +649,8 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(s) = streams {
                 s.await.context("stream workers")?;
             }
+            // Served features logged since the last write are written before exiting.
+            store.flush_feature_log().await;
             tracing::info!("Server stopped.");
         }
         Command::Stream => {

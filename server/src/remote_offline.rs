@@ -136,6 +136,7 @@ pub fn file_source_from_feast_json(text: &str) -> Result<FileSource> {
         description: s("description"),
         tags: Default::default(),
         owner: s("owner"),
+        postgres: None,
     })
 }
 

@@ -61,6 +61,8 @@ pub struct FeatureStore {
     layout: online::Layout,
     /// Compiled online plans of the served registry state.
     plans: serving::PlanCache,
+    /// The queue of served features to log, started by the first logged answer.
+    feature_log: OnceLock<crate::feature_log::FeatureLogger>,
 }
 
 /// The registry state last read, with the change token it was read at.
@@ -192,6 +194,27 @@ fn open_postgres_registry(url: &str, project: &str) -> Result<(Arc<dyn RegistryS
     Ok((Arc::new(PostgresRegistryStore::new(url, project)?), false))
 }
 
+/// The offline store of `config`: Parquet files, and PostgreSQL sources when it names a database.
+fn offline_store(config: &RepoConfig) -> Result<ParquetOfflineStore> {
+    let store = ParquetOfflineStore::new(&config.repo_dir);
+    match &config.offline_store {
+        crate::config::OfflineStoreConfig::File(file) => Ok(store.with_s3_endpoint(file.s3_endpoint_override.clone())),
+        #[cfg(feature = "postgres")]
+        crate::config::OfflineStoreConfig::Postgres(pg) => {
+            let sources = crate::offline::postgres::PostgresSources::new(pg).map_err(|message| Error::Config {
+                file: config.repo_dir.join(crate::config::CONFIG_FILE),
+                message,
+            })?;
+            Ok(store.with_postgres(sources))
+        }
+        #[cfg(not(feature = "postgres"))]
+        crate::config::OfflineStoreConfig::Postgres(_) => Err(Error::Config {
+            file: config.repo_dir.join(crate::config::CONFIG_FILE),
+            message: "offline_store.type `postgres`: this server was built without the `postgres` feature".into(),
+        }),
+    }
+}
+
 impl FeatureStore {
     /// Opens the repo at `repo_dir` (reads `feature_store.yaml`). Stores open lazily.
     pub fn open(repo_dir: &std::path::Path) -> Result<Self> {
@@ -207,10 +230,7 @@ impl FeatureStore {
         } else {
             online::Layout::Larder
         };
-        let crate::config::OfflineStoreConfig::File(file_config) = &config.offline_store;
-        let offline: Arc<dyn OfflineStore> = Arc::new(
-            ParquetOfflineStore::new(&config.repo_dir).with_s3_endpoint(file_config.s3_endpoint_override.clone()),
-        );
+        let offline: Arc<dyn OfflineStore> = Arc::new(offline_store(&config)?);
         let config_dir = config.repo_dir.clone();
         let auth = match &config.auth {
             None => None,
@@ -232,6 +252,7 @@ impl FeatureStore {
             auth,
             layout,
             plans: serving::PlanCache::default(),
+            feature_log: OnceLock::new(),
         })
     }
 
@@ -596,6 +617,55 @@ impl FeatureStore {
         .await
     }
 
+    /// Logs an answer to a feature service that has a `logging_config`, when
+    /// `feature_server.feature_logging` is enabled (see [`crate::feature_log`]); never fails
+    /// the request: a log that cannot be made is counted and left out.
+    pub async fn log_served(&self, req: &OnlineRequest, resp: &OnlineResponse, request_id: &str) {
+        if !self.config.feature_logging.enabled {
+            return;
+        }
+        let FeatureSelection::Service(name) = &req.features else {
+            return;
+        };
+        let Ok(state) = self.cached_state().await else {
+            return;
+        };
+        let Some(service) = state.doc.feature_service(name) else {
+            return;
+        };
+        let Some(logging) = &service.logging else {
+            return;
+        };
+        if logging.sample_rate < 1.0 && fastrand::f64() >= logging.sample_rate {
+            return;
+        }
+        if !logging.partition_by.is_empty() {
+            // As `write_logged_features`: partitioned destinations are not written yet.
+            metrics::counter!("larder_feature_log_dropped_total").increment(1);
+            tracing::debug!(service = %name, "Not logged: partition_by is not supported.");
+            return;
+        }
+        match crate::feature_log::log_batch(&state.doc, service, req, resp, request_id, Utc::now()) {
+            Ok(batch) => {
+                let logger = self
+                    .feature_log
+                    .get_or_init(|| crate::feature_log::FeatureLogger::start(&self.config.feature_logging));
+                logger.log(self.config.resolve_path(&logging.path), batch);
+            }
+            Err(e) => {
+                metrics::counter!("larder_feature_log_dropped_total").increment(1);
+                tracing::warn!(service = %name, error = %e, "Served features could not be logged.");
+            }
+        }
+    }
+
+    /// Writes the served features logged so far (at shutdown).
+    pub async fn flush_feature_log(&self) {
+        if let Some(logger) = self.feature_log.get() {
+            logger.flush().await;
+        }
+    }
+
     /// The point-in-time-correct training set for the entity rows in `entity` (see
     /// [`OfflineStore::get_historical_features`]).
     pub async fn get_historical_features(
@@ -765,6 +835,7 @@ impl FeatureStore {
                     format!("the event timestamp column `{}` is missing", file.timestamp_field),
                 ));
             }
+            crate::offline::writable(file)?;
             let schema = self.offline.source_schema(file).await?;
             append = Some((file.clone(), crate::ingest::offline_batch(df, &schema, &file.name)?));
         }

@@ -198,6 +198,7 @@ proptest! {
             description: String::new(),
             tags: BTreeMap::new(),
             owner: String::new(),
+            postgres: None,
         };
         let entity_schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),

@@ -220,3 +220,47 @@ def test_cli_materialization_beside_a_running_server_is_handed_to_it(tmp_path):
     assert not (tmp_path / "data" / "online" / "larder-server.json").exists()
     p = larder.run("materialize-incremental", iso(NOW))
     assert "held by the server" not in p.stdout, p.stdout
+
+
+def test_a_repo_with_feasts_remote_online_store_is_that_servers_client(tmp_path):
+    """`online_store: {type: remote, path: URL}` (Feast's client setting): `larder materialize`
+    runs the job on that server, the SDK in local mode talks to it (and starts nothing), and
+    `larder serve` says why it cannot serve such a repo instead of failing later."""
+    import shutil
+
+    from e2e.repo_factory import expected_latest
+    from larder import FeatureStore
+
+    data = make_repo(tmp_path / "server", NOW)
+    larder = Larder(tmp_path / "server")
+    larder.run("apply")
+    server = Server(larder)
+    try:
+        client_repo = tmp_path / "client"
+        shutil.copytree(tmp_path / "server", client_repo, ignore=shutil.ignore_patterns("online", "registry.json"))
+        cfg = client_repo / "feature_store.yaml"
+        block = "online_store:\n  type: rocksdb\n  path: data/online\n"
+        assert block in cfg.read_text()
+        cfg.write_text(cfg.read_text().replace(block, f"online_store:\n  type: remote\n  path: {server.url}/\n"))
+        client = Larder(client_repo)
+        start, end = NOW - timedelta(days=2), NOW
+        p = client.run("materialize", iso(start), iso(end), "--views", "driver_stats")
+        assert "feature server at " + server.url in p.stdout, p.stdout
+        assert re.search(r"driver_stats: \d+ rows from", p.stdout), p.stdout
+        drivers = list(range(1, 21))
+        want = expected_latest(data["drivers"], "driver_id", "event_timestamp", start, end, "created")
+        expected = [int(want.loc[d, "trips"]) if d in want.index else None for d in drivers]
+        got = server.online({"features": ["driver_stats:trips"], "entities": {"driver_id": drivers}}).json()
+        assert got["results"][1]["values"] == expected, got
+        store = FeatureStore(repo_path=client_repo)
+        assert store.url == server.url
+        answer = store.get_online_features(features=["driver_stats:trips"],
+                                           entity_rows=[{"driver_id": d} for d in drivers]).to_dict()
+        assert answer["trips"] == expected, answer
+        assert not (client_repo / ".larder" / "server.json").exists()
+        p = client.run("serve", "--port", "0", check=False)
+        assert p.returncode != 0, p.stdout
+        assert "online_store.type `remote`" in p.stderr and server.url in p.stderr, p.stderr
+        assert "panicked" not in p.stderr
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ mod value_type;
 pub use entity::Entity;
 pub use feature_service::{FeatureLogging, FeatureService, FeatureViewProjection};
 pub use feature_view::{Aggregation, AggregationFunction, FeatureView, Field, OnDemandFeatureView};
-pub use source::{DataSource, FileSource, KafkaSource, PushSource, RequestSource};
+pub use source::{DataSource, FileSource, KafkaSource, PostgresRelation, PushSource, RequestSource};
 pub use value_type::ValueType;
 
 use serde::{Deserialize, Serialize};

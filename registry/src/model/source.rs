@@ -35,6 +35,7 @@ impl DataSource {
     /// A word for messages: "file source", "push source", "request source".
     pub fn kind(&self) -> &'static str {
         match self {
+            DataSource::File(f) if f.postgres.is_some() => "postgres source",
             DataSource::File(_) => "file source",
             DataSource::Push(_) => "push source",
             DataSource::Request(_) => "request source",
@@ -68,6 +69,44 @@ pub struct FileSource {
     /// Owner.
     #[serde(default)]
     pub owner: String,
+    /// Feast's `PostgreSQLSource`: the rows are a table or query of the PostgreSQL database
+    /// named by `offline_store: {type: postgres}`, not Parquet files (`path` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresRelation>,
+}
+
+impl FileSource {
+    /// Where the rows are, for messages: the Parquet path or the PostgreSQL relation.
+    pub fn location(&self) -> String {
+        match &self.postgres {
+            Some(pg) => format!("PostgreSQL {}", pg.from_clause()),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// The relation of a PostgreSQL source: a table, or else a query (Feast's `PostgreSQLOptions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresRelation {
+    /// Table name (may be schema-qualified); used when not empty.
+    #[serde(default)]
+    pub table: String,
+    /// SQL query whose result rows are the source's rows.
+    #[serde(default)]
+    pub query: String,
+}
+
+impl PostgresRelation {
+    /// The relation as it goes after `FROM` (as Feast's `get_table_query_string`): the table,
+    /// or the query in parentheses.
+    pub fn from_clause(&self) -> String {
+        if self.table.is_empty() {
+            format!("({})", self.query)
+        } else {
+            self.table.clone()
+        }
+    }
 }
 
 /// Feast's `PushSource`.

@@ -51,6 +51,11 @@ pub async fn get_online_features(
         full_feature_names: req.full_feature_names,
     };
     let response = state.store.get_online_features(&request).await?;
+    let request_id = headers
+        .get(super::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    state.store.log_served(&request, &response, request_id).await;
     if wants_arrow(&headers) {
         let bytes = super::online_arrow::response_stream(&response)?;
         return Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], bytes).into_response());

@@ -206,12 +206,19 @@ impl ServingServer {
         req: Request<m::GetOnlineFeaturesRequest>,
     ) -> Result<Response<m::GetOnlineFeaturesResponse>, Status> {
         authorize(&self.store, req.metadata(), &[Role::ReadOnline], "read online features")?;
+        let request_id = req
+            .metadata()
+            .get(crate::api::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("grpc-{:016x}", fastrand::u64(..)));
         let request = online_request(req.into_inner())?;
         let response = self
             .store
             .get_online_features(&request)
             .await
             .map_err(crate::flight::status)?;
+        self.store.log_served(&request, &response, &request_id).await;
         Ok(Response::new(online_response(response)))
     }
 }

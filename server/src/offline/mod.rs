@@ -4,6 +4,8 @@
 pub mod asof;
 pub mod entity_sql;
 pub mod parquet;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use parquet::write_log_file;
 pub mod window_agg;
@@ -20,6 +22,21 @@ use crate::error::Result;
 pub const EVENT_TS_COLUMN: &str = "__larder_event_ts";
 /// See [`EVENT_TS_COLUMN`].
 pub const CREATED_TS_COLUMN: &str = "__larder_created_ts";
+
+/// Whether rows can be appended to `source`: not to a PostgreSQL source (Larder does not write
+/// to them, nor does Feast's PostgreSQL offline store).
+pub fn writable(source: &FileSource) -> Result<()> {
+    match &source.postgres {
+        None => Ok(()),
+        Some(relation) => Err(crate::error::Error::NotImplemented(format!(
+            "writing to the PostgreSQL source {} ({}): Larder does not write to PostgreSQL sources (nor does \
+             Feast's PostgreSQL offline store); push to the online store only, or give the push source a \
+             FileSource as its batch source",
+            source.name,
+            relation.from_clause()
+        ))),
+    }
+}
 
 /// What to pull from a batch source.
 #[derive(Debug, Clone)]

@@ -37,6 +37,9 @@ use crate::value::value_type_of;
 pub struct ParquetOfflineStore {
     base_dir: PathBuf,
     s3_endpoint: Option<String>,
+    /// The database of PostgreSQL sources (`offline_store: {type: postgres}`).
+    #[cfg(feature = "postgres")]
+    postgres: Option<Arc<super::postgres::PostgresSources>>,
 }
 
 /// A runtime for one offline session, drawing on the memory pool every session of the process
@@ -84,6 +87,7 @@ fn ts_literal(dt: &DataType, ns: i64) -> Result<ScalarValue> {
 impl ParquetOfflineStore {
     /// Appends `batch` as a new part, or as the part `part` (replacing it).
     async fn append_to(&self, source: &FileSource, batch: RecordBatch, part: Option<String>) -> Result<usize> {
+        super::writable(source)?;
         let path = self.path_of(source);
         if path.contains("://") {
             return Err(Error::NotImplemented(format!(
@@ -117,7 +121,40 @@ impl ParquetOfflineStore {
         ParquetOfflineStore {
             base_dir: base_dir.into(),
             s3_endpoint: None,
+            #[cfg(feature = "postgres")]
+            postgres: None,
         }
+    }
+
+    /// Reads PostgreSQL sources from `sources`' database.
+    #[cfg(feature = "postgres")]
+    pub fn with_postgres(mut self, sources: super::postgres::PostgresSources) -> Self {
+        self.postgres = Some(Arc::new(sources));
+        self
+    }
+
+    /// The database of a PostgreSQL source, or why there is none.
+    #[cfg(feature = "postgres")]
+    fn postgres_of(&self, source: &FileSource) -> Result<&super::postgres::PostgresSources> {
+        self.postgres.as_deref().ok_or_else(|| {
+            Error::Offline(format!(
+                "source {} is a PostgreSQL source, but offline_store is not `type: postgres` (it names the database)",
+                source.name
+            ))
+        })
+    }
+
+    /// The Arrow schema of a source's rows, read from its metadata only.
+    async fn schema_of(&self, source: &FileSource) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+        if let Some(relation) = &source.postgres {
+            #[cfg(feature = "postgres")]
+            return self.postgres_of(source)?.schema(&source.name, relation).await;
+            #[cfg(not(feature = "postgres"))]
+            return Err(postgres_not_built(source, relation));
+        }
+        let ctx = self.context_with(source).await?;
+        let table = ctx.table("src").await?;
+        Ok(Arc::new(table.schema().as_arrow().clone()))
     }
 
     /// Uses an S3-compatible endpoint for `s3://` paths (else `$AWS_ENDPOINT_URL`, else AWS).
@@ -180,6 +217,16 @@ impl ParquetOfflineStore {
     }
 
     async fn register(&self, ctx: &SessionContext, table: &str, source: &FileSource) -> Result<()> {
+        if let Some(relation) = &source.postgres {
+            #[cfg(feature = "postgres")]
+            {
+                let rows = self.postgres_of(source)?.read(&source.name, relation).await?;
+                ctx.register_table(table, Arc::new(rows))?;
+                return Ok(());
+            }
+            #[cfg(not(feature = "postgres"))]
+            return Err(postgres_not_built(source, relation));
+        }
         let path = self.path_of(source);
         let local = !path.contains("://");
         if path.starts_with("s3://") {
@@ -214,6 +261,16 @@ impl ParquetOfflineStore {
         }
         Ok(())
     }
+}
+
+/// A PostgreSQL source in a server built without PostgreSQL.
+#[cfg(not(feature = "postgres"))]
+fn postgres_not_built(source: &FileSource, relation: &larder_registry::PostgresRelation) -> Error {
+    Error::NotImplemented(format!(
+        "source {} reads PostgreSQL ({}); this server was built without the `postgres` feature",
+        source.name,
+        relation.from_clause()
+    ))
 }
 
 /// Where appended rows of the source at `path` go: the directory itself, or `<file>.appends/`.
@@ -679,9 +736,7 @@ impl OfflineStore for ParquetOfflineStore {
     }
 
     async fn source_schema(&self, source: &FileSource) -> Result<datafusion::arrow::datatypes::SchemaRef> {
-        let ctx = self.context_with(source).await?;
-        let table = ctx.table("src").await?;
-        Ok(Arc::new(table.schema().as_arrow().clone()))
+        self.schema_of(source).await
     }
 
     async fn append(&self, source: &FileSource, batch: RecordBatch) -> Result<usize> {
@@ -697,7 +752,7 @@ impl OfflineStore for ParquetOfflineStore {
 
     async fn parts(&self, source: &FileSource) -> Result<Vec<String>> {
         let path = self.path_of(source);
-        if path.contains("://") {
+        if path.contains("://") || source.postgres.is_some() {
             return Ok(Vec::new());
         }
         Ok(part_stems(&appends_dir(&path)).await)
@@ -706,6 +761,9 @@ impl OfflineStore for ParquetOfflineStore {
     async fn remove_part(&self, source: &FileSource, part: &str) -> Result<()> {
         if part.is_empty() || part.contains(['/', '\\']) || part.starts_with('.') {
             return Err(Error::Internal(format!("bad part name `{part}`")));
+        }
+        if source.postgres.is_some() {
+            return Ok(());
         }
         let file = appends_dir(&self.path_of(source)).join(format!("{part}.parquet"));
         match tokio::fs::remove_file(&file).await {
@@ -716,10 +774,9 @@ impl OfflineStore for ParquetOfflineStore {
     }
 
     async fn source_columns(&self, source: &FileSource) -> Result<Vec<SourceColumn>> {
-        let ctx = self.context_with(source).await?;
-        let table = ctx.table("src").await?;
-        Ok(table
-            .schema()
+        Ok(self
+            .schema_of(source)
+            .await?
             .fields()
             .iter()
             .map(|f| SourceColumn {
@@ -821,6 +878,7 @@ mod tests {
             description: String::new(),
             tags: BTreeMap::new(),
             owner: String::new(),
+            postgres: None,
         }
     }
 

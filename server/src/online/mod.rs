@@ -131,6 +131,17 @@ impl std::fmt::Debug for Layout {
 /// Opens the online store a repo configures, in `layout`. A backend whose cargo feature was
 /// off at build time is a 501 naming the feature.
 pub fn open(config: &RepoConfig, layout: &Layout) -> Result<Arc<dyn OnlineStore>> {
+    if let OnlineStoreConfig::Remote(r) = &config.online_store {
+        return Err(Error::Config {
+            file: config.repo_dir.join(crate::config::CONFIG_FILE),
+            message: format!(
+                "online_store.type `remote`: this repo's online data is the feature server's at {} (the repo is \
+                 its client); ask that server (`larder materialize` hands the run to it), or name a local online \
+                 store to serve from (rocksdb, sqlite, redis or postgres)",
+                r.path
+            ),
+        });
+    }
     if let Layout::Feast(views) = layout {
         return open_feast_layout(config, Arc::clone(views));
     }

@@ -1,0 +1,1 @@
+"""Sources of Feast's contributed offline stores (``feast.infra.offline_stores.contrib``)."""

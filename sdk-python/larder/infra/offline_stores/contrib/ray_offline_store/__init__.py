@@ -1,0 +1,1 @@
+"""Feast's Ray offline store: its ``RaySource``."""
