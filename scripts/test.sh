@@ -31,7 +31,7 @@ done
 ensure_build_deps
 ensure_test_services
 ensure_venv
-ensure_feast_venv redis,grpcio,postgres
+ensure_feast_venv redis,grpcio,postgres,ray
 if ! command -v cargo >/dev/null; then
   echo "cargo is not installed (https://rustup.rs)" >&2
   exit 1

@@ -9,6 +9,7 @@
 // so blocking file calls are what this crate is for.
 #![allow(clippy::disallowed_methods)]
 
+pub mod declared;
 pub mod error;
 pub mod model;
 pub mod plan;

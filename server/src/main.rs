@@ -439,6 +439,12 @@ async fn run(cli: Cli) -> Result<()> {
             if let (false, Some(s)) = (outcome.plan.is_empty(), &outcome.state) {
                 println!("Registry version {} applied to project {}.", s.version, store.project());
             }
+            for (source, file) in &outcome.created_sources {
+                println!(
+                    "Created {file}: source {source} had no data yet; an empty Parquet file with the columns its \
+                     definitions declare (the stream's or pushes' offline rows go there)."
+                );
+            }
         }
         Command::ImportFeast { registry } => {
             let outcome = store.import_feast(&registry).await?;

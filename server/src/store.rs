@@ -27,7 +27,13 @@ pub struct ApplyOutcome {
     pub plan: Plan,
     /// The registry after the apply (`None` for a plan).
     pub state: Option<RegistryState>,
+    /// Batch sources that had no data and were created empty, with the columns their
+    /// definitions declare (see [`larder_registry::declared`]): `(source, file)`.
+    pub created_sources: Vec<(String, String)>,
 }
+
+/// A batch source without data, with the columns its definitions declare.
+type Declared = (FileSource, Vec<(String, larder_registry::ValueType)>);
 
 /// The result of materializing one view.
 #[derive(Debug, Clone)]
@@ -359,16 +365,37 @@ impl FeatureStore {
         Ok(state)
     }
 
-    async fn checked(&self, doc: RegistryDoc) -> Result<RegistryDoc> {
+    /// `doc` resolved and validated against the sources' columns; also the batch sources of
+    /// push and Kafka sources that do not exist yet, validated against the columns their
+    /// definitions declare (created by `apply`).
+    async fn checked(&self, doc: RegistryDoc) -> Result<(RegistryDoc, Vec<Declared>)> {
         let mut doc = doc;
         doc.project = self.config.project.clone();
         let mut columns = HashMap::new();
+        let mut declared = Vec::new();
         for s in &doc.data_sources {
             if let larder_registry::DataSource::File(f) = s {
-                columns.insert(
-                    f.name.clone(),
-                    self.offline.source_columns(f).await.map_err(|e| e.to_string()),
-                );
+                let read = match self.offline.source_columns(f).await {
+                    Ok(c) => Ok(c),
+                    Err(e) => match (
+                        self.offline.absent(f).await,
+                        larder_registry::declared::declared_columns(&doc, f),
+                    ) {
+                        (Some(_), Some(cols)) => {
+                            declared.push((f.clone(), cols.clone()));
+                            Ok(cols
+                                .into_iter()
+                                .map(|(name, ty)| SourceColumn {
+                                    name,
+                                    value_type: Some(ty),
+                                    is_timestamp: ty == larder_registry::ValueType::UnixTimestamp,
+                                })
+                                .collect())
+                        }
+                        _ => Err(e.to_string()),
+                    },
+                };
+                columns.insert(f.name.clone(), read);
             }
         }
         let lookup = Prefetched(columns);
@@ -379,16 +406,44 @@ impl FeatureStore {
         }
         let mut resolved = resolved;
         resolved.normalize();
-        Ok(resolved)
+        Ok((resolved, declared))
+    }
+
+    /// Creates the declared batch sources that still have no data, as empty Parquet files.
+    async fn create_declared(&self, declared: Vec<Declared>) -> Result<Vec<(String, String)>> {
+        let mut created = Vec::new();
+        for (source, cols) in declared {
+            if self.offline.absent(&source).await.is_none() {
+                continue;
+            }
+            let fields: Vec<datafusion::arrow::datatypes::Field> = cols
+                .iter()
+                .map(|(name, ty)| {
+                    let dt = match ty {
+                        larder_registry::ValueType::UnixTimestamp => datafusion::arrow::datatypes::DataType::Timestamp(
+                            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                            Some("UTC".into()),
+                        ),
+                        other => crate::value::arrow_type(*other),
+                    };
+                    datafusion::arrow::datatypes::Field::new(name, dt, true)
+                })
+                .collect();
+            let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+            let file = self.offline.create_empty(&source, schema).await?;
+            created.push((source.name.clone(), file));
+        }
+        Ok(created)
     }
 
     /// What `apply` would change, after validating `doc`.
     pub async fn plan(&self, doc: RegistryDoc) -> Result<ApplyOutcome> {
-        let doc = self.checked(doc).await?;
+        let (doc, _) = self.checked(doc).await?;
         let old = self.on_registry(|r| r.load()).await?;
         Ok(ApplyOutcome {
             plan: diff(old.as_ref().map(|s| &s.doc), &doc),
             state: None,
+            created_sources: Vec::new(),
         })
     }
 
@@ -406,7 +461,7 @@ impl FeatureStore {
     }
 
     async fn apply_on(&self, doc: RegistryDoc, applied_by: &str, base: Option<Option<u64>>) -> Result<ApplyOutcome> {
-        let doc = self.checked(doc).await?;
+        let (doc, declared) = self.checked(doc).await?;
         // Removing a view deletes its online rows. When this process cannot reach the online
         // store (the embedded RocksDB store is held by a running `larder serve`), an apply that
         // removes a view is refused: recording it would leave rows behind that a later view of
@@ -448,9 +503,11 @@ impl FeatureStore {
                 o.delete_view(self.project(), &view).await?;
             }
         }
+        let created_sources = self.create_declared(declared).await?;
         Ok(ApplyOutcome {
             plan: applied.plan,
             state: applied.state,
+            created_sources,
         })
     }
 

@@ -123,17 +123,14 @@ tx_aggs = StreamFeatureView(name="tx_aggs", entities=[user], source=tx_stream, t
 
 def test_a_feast_stream_feature_view_applies_unmodified(tmp_path, feast_python):
     """Feast's KafkaSource, StreamFeatureView and Aggregation, as Feast users write them."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     probe = subprocess.run([feast_python, "-c", "import larder"], capture_output=True)
     if probe.returncode != 0:
         pytest.fail("the Larder SDK is not installed in Feast's virtualenv (scripts/test.sh installs it)")
     repo = tmp_path / "repo"
-    (repo / "data" / "tx").mkdir(parents=True)
-    pq.write_table(pa.schema([("user_id", pa.int64()), ("amount", pa.float64()),
-                              ("event_timestamp", pa.timestamp("us", tz="UTC"))]).empty_table(),
-                   repo / "data" / "tx" / "seed.parquet")
+    repo.mkdir()
+    # No data yet (the stream has not run): the batch source's directory does not exist.
     (repo / "definitions.py").write_text(FEAST_STREAM_DEFS)
     (repo / "feature_store.yaml").write_text(
         "project: feast_stream\nregistry: data/registry.json\nprovider: local\n"
@@ -148,3 +145,14 @@ def test_a_feast_stream_feature_view_applies_unmodified(tmp_path, feast_python):
     assert view["aggregations"][0]["slide_interval_seconds"] == 600
     src = next(s for s in doc["data_sources"] if s["name"] == "tx_stream")
     assert (src["type"], src["topic"], src["batch_source"], src["watermark_delay_seconds"]) == ("kafka", "tx", "tx_batch", 300)
+    # The batch source was created empty, with the columns the definitions declare: the join
+    # key, the aggregated column typed by the KafkaSource's schema_json, the batch timestamp
+    # (the stream's `ts`, renamed as the offline copy writes it).
+    (created,) = (repo / "data" / "tx").glob("*.parquet")
+    schema = pq.read_schema(created)
+    assert [(f.name, str(f.type)) for f in schema] == [
+        ("user_id", "int64"), ("amount", "double"), ("event_timestamp", "timestamp[us, tz=UTC]")], schema
+    assert pq.read_table(created).num_rows == 0
+    # Applying again finds the source and leaves it as it is.
+    again = larder.run("apply")
+    assert "Created" not in again.stdout and list((repo / "data" / "tx").glob("*.parquet")) == [created]

@@ -92,3 +92,66 @@ def test_a_bad_row_writes_nothing_anywhere(deployed):
                               "df": {"driver_id": [5004], "trips": [3]}})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "df", "event_timestamp"], r.text
     assert appended(repo) == before
+
+
+FRESH_DEFS = """
+from datetime import timedelta
+from larder import Entity, FeatureView, Field, FileSource, PushSource
+from larder.types import Float64, Int64, String
+
+rider = Entity(name="rider", join_keys=["rider_id"])
+rides = FileSource(name="rides", path="data/rides.parquet", timestamp_field="event_timestamp",
+                   created_timestamp_column="created")
+rides_push = PushSource(name="rides_push", batch_source=rides)
+rider_stats = FeatureView(
+    name="rider_stats", entities=[rider], ttl=timedelta(days=1),
+    schema=[Field(name="rider_id", dtype=Int64), Field(name="fare", dtype=Float64), Field(name="city", dtype=String)],
+    source=rides_push,
+)
+"""
+
+
+def test_a_push_source_whose_batch_source_has_no_data_yet(tmp_path):
+    """A new push source's batch file does not exist yet: apply creates it empty with the
+    columns the definitions declare; offline pushes land in it and reach training sets and a
+    materialization. A plain FileSource whose file is missing is still an error, named."""
+    import pyarrow.parquet as pq
+
+    (tmp_path / "definitions.py").write_text(FRESH_DEFS)
+    (tmp_path / "feature_store.yaml").write_text(
+        "project: fresh\nregistry: data/registry.json\nprovider: local\n"
+        "online_store:\n  type: rocksdb\n  path: data/online\nentity_key_serialization_version: 3\n")
+    larder = Larder(tmp_path)
+    out = larder.run("apply")
+    assert "Created " in out.stdout and "rides.parquet" in out.stdout, out.stdout
+    schema = pq.read_schema(tmp_path / "data" / "rides.parquet")
+    assert [(f.name, str(f.type)) for f in schema] == [
+        ("rider_id", "int64"), ("fare", "double"), ("city", "string"),
+        ("event_timestamp", "timestamp[us, tz=UTC]"), ("created", "timestamp[us, tz=UTC]")], schema
+    t = NOW - timedelta(minutes=20)
+    server = Server(larder)
+    try:
+        r = server.post("/push", {"push_source_name": "rides_push", "to": "offline",
+                                  "df": {"rider_id": [7, 8], "event_timestamp": [iso(t), iso(t)],
+                                         "created": [iso(t), iso(t)], "fare": [12.5, 3.25], "city": ["Oslo", None]}})
+        assert r.status_code == 200, r.text
+        store = FeatureStore(url=server.url)
+        entity_df = pd.DataFrame({"rider_id": [7, 8, 9], "event_timestamp": pd.to_datetime([NOW] * 3, utc=True)})
+        df = store.get_historical_features(entity_df=entity_df, features=["rider_stats:fare", "rider_stats:city"]).to_df()
+        assert df["fare"].tolist()[:2] == [12.5, 3.25] and pd.isna(df["fare"].tolist()[2])
+        assert df["city"].tolist()[0] == "Oslo"
+        r = server.post("/materialize", {"start_ts": iso(NOW - timedelta(hours=1)), "end_ts": iso(NOW)})
+        assert r.status_code == 200, r.text
+        got = server.online({"features": ["rider_stats:fare"], "entities": {"rider_id": [7, 8, 9]}}).json()
+        assert got["results"][1]["values"] == [12.5, 3.25, None], got
+    finally:
+        server.stop()
+
+    # A plain file source (no push or stream source writes to it) must exist.
+    (tmp_path / "definitions.py").write_text(FRESH_DEFS + """
+trips = FileSource(name="trips", path="data/trips.parquet", timestamp_field="event_timestamp")
+trip_stats = FeatureView(name="trip_stats", entities=[rider], schema=[Field(name="km", dtype=Float64)], source=trips)
+""")
+    p = larder.run("apply", check=False)
+    assert p.returncode != 0 and "trips.parquet" in p.stderr and "does not exist" in p.stderr, p.stderr
+    assert not (tmp_path / "data" / "trips.parquet").exists()

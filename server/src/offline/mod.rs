@@ -127,4 +127,16 @@ pub trait OfflineStore: Debug + Send + Sync {
 
     /// Removes a named part (nothing when it does not exist).
     async fn remove_part(&self, source: &FileSource, part: &str) -> Result<()>;
+
+    /// The path of a local Parquet source that does not exist yet (`None`: it exists, or is not
+    /// a local one) — a stream's or push source's batch source before its first rows.
+    async fn absent(&self, source: &FileSource) -> Option<String>;
+
+    /// Creates an [`OfflineStore::absent`] source as an empty Parquet file with `schema` (at
+    /// its path when that names a `.parquet` file, else in that directory); returns the file.
+    async fn create_empty(
+        &self,
+        source: &FileSource,
+        schema: datafusion::arrow::datatypes::SchemaRef,
+    ) -> Result<String>;
 }

@@ -346,12 +346,9 @@ pub async fn write_log_file(dir: PathBuf, batch: RecordBatch) -> Result<PathBuf>
         .map_err(|e| Error::Offline(format!("cannot write the logs: {e}")))
 }
 
-#[allow(clippy::disallowed_methods, reason = "runs on the blocking pool (see append_to)")]
 fn write_part(dir: &std::path::Path, batch: &RecordBatch, part: Option<&str>) -> std::io::Result<PathBuf> {
-    let batch = &plain_batch(batch)?;
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    std::fs::create_dir_all(dir)?;
     let name = match part {
         Some(p) => format!("{p}.parquet"),
         None => {
@@ -366,6 +363,15 @@ fn write_part(dir: &std::path::Path, batch: &RecordBatch, part: Option<&str>) ->
             )
         }
     };
+    write_file(dir, &name, batch)
+}
+
+/// Writes `batch` as `dir/name` (`dir` created when missing) atomically: under a temporary
+/// name, fsynced, then renamed.
+#[allow(clippy::disallowed_methods, reason = "runs on the blocking pool (see append_to)")]
+fn write_file(dir: &std::path::Path, name: &str, batch: &RecordBatch) -> std::io::Result<PathBuf> {
+    let batch = &plain_batch(batch)?;
+    std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let file = std::fs::File::create(&tmp)?;
     let mut writer =
@@ -771,6 +777,32 @@ impl OfflineStore for ParquetOfflineStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::Offline(format!("removing {}: {e}", file.display()))),
         }
+    }
+
+    async fn absent(&self, source: &FileSource) -> Option<String> {
+        let path = self.path_of(source);
+        let local = source.postgres.is_none() && !path.contains("://");
+        (local && !tokio::fs::try_exists(&path).await.unwrap_or(true)).then_some(path)
+    }
+
+    async fn create_empty(
+        &self,
+        source: &FileSource,
+        schema: datafusion::arrow::datatypes::SchemaRef,
+    ) -> Result<String> {
+        let path = PathBuf::from(self.path_of(source));
+        let (dir, name) = match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) if path.extension().is_some_and(|e| e == "parquet") => {
+                (dir.to_path_buf(), name.to_string_lossy().into_owned())
+            }
+            _ => (path.clone(), "larder-declared-schema.parquet".to_string()),
+        };
+        let batch = RecordBatch::new_empty(schema);
+        let written = tokio::task::spawn_blocking(move || write_file(&dir, &name, &batch))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Offline(format!("source {}: cannot create {}: {e}", source.name, path.display())))?;
+        Ok(written.display().to_string())
     }
 
     async fn source_columns(&self, source: &FileSource) -> Result<Vec<SourceColumn>> {

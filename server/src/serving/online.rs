@@ -125,7 +125,14 @@ pub async fn get_online_features(
                     })
                     .collect(),
             };
-            arrays.push(crate::value::values_to_array(&values, *dtype)?);
+            let array = crate::value::values_to_array(&values, *dtype)?;
+            // Widened where Feast's online path widens (see `transform::online_input_type`).
+            let want = o.input_schema.field(arrays.len()).data_type();
+            arrays.push(if array.data_type() == want {
+                array
+            } else {
+                datafusion::arrow::compute::cast(&array, want).map_err(|e| Error::Internal(e.to_string()))?
+            });
         }
         odfv_inputs.push(
             RecordBatch::try_new(std::sync::Arc::clone(&o.input_schema), arrays)

@@ -183,10 +183,17 @@ impl OnlinePlan {
                 };
                 outs.push((f.clone(), dtype, name));
             }
+            let online: Vec<transform::InputColumn> = columns
+                .iter()
+                .map(|c| transform::InputColumn {
+                    dtype: transform::online_input_type(c.dtype),
+                    ..c.clone()
+                })
+                .collect();
             planned_odfvs.push(PlannedOdfv {
                 odfv: o.odfv.clone(),
                 inputs,
-                input_schema: transform::input_schema(&columns),
+                input_schema: transform::input_schema(&online),
                 outputs: outs,
             });
         }

@@ -117,6 +117,21 @@ pub fn input_columns(doc: &RegistryDoc, odfv: &OnDemandFeatureView) -> Result<Ve
     Ok(out)
 }
 
+/// The type an online read hands an on-demand view for a column of Feast type `ty`: Feast's
+/// online path builds the transformation's input from its answer's Python values (through
+/// pyarrow), so a float32 feature arrives as float64 and an int32 one as int64 — and a pandas
+/// transformation computes on them at that width (`f32 + f32` in double precision). Training
+/// sets keep the stored widths, as Feast's offline path does.
+pub fn online_input_type(ty: ValueType) -> ValueType {
+    match ty {
+        ValueType::Float => ValueType::Double,
+        ValueType::Int32 => ValueType::Int64,
+        ValueType::FloatList => ValueType::DoubleList,
+        ValueType::Int32List => ValueType::Int64List,
+        other => other,
+    }
+}
+
 /// The Arrow schema of an input batch.
 pub fn input_schema(columns: &[InputColumn]) -> SchemaRef {
     Arc::new(Schema::new(
