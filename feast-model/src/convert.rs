@@ -125,30 +125,23 @@ fn data_source(s: &fc::DataSource) -> Result<(DataSource, Option<&fc::DataSource
         None if push => Some(Options::PushOptions(fc::data_source::PushOptions {})),
         other => other.clone(),
     };
-    let source = match &options {
-        Some(Options::FileOptions(f)) => DataSource::File(FileSource {
+    let batch_source = |path: String, postgres| {
+        DataSource::File(FileSource {
             name: s.name.clone(),
-            path: f.uri.clone(),
+            path,
             timestamp_field: s.timestamp_field.clone(),
             created_timestamp_column: non_empty(&s.created_timestamp_column),
             field_mapping: s.field_mapping.clone(),
             description: s.description.clone(),
             tags: s.tags.clone(),
             owner: s.owner.clone(),
-            postgres: None,
-        }),
+            postgres,
+        })
+    };
+    let source = match &options {
+        Some(Options::FileOptions(f)) => batch_source(f.uri.clone(), None),
         Some(Options::CustomOptions(c)) if s.data_source_class_type.ends_with(".PostgreSQLSource") => {
-            DataSource::File(FileSource {
-                name: s.name.clone(),
-                path: String::new(),
-                timestamp_field: s.timestamp_field.clone(),
-                created_timestamp_column: non_empty(&s.created_timestamp_column),
-                field_mapping: s.field_mapping.clone(),
-                description: s.description.clone(),
-                tags: s.tags.clone(),
-                owner: s.owner.clone(),
-                postgres: Some(postgres_relation(&c.configuration, &object)?),
-            })
+            batch_source(String::new(), Some(postgres_relation(&c.configuration, &object)?))
         }
         Some(Options::PushOptions(_)) => DataSource::Push(PushSource {
             name: s.name.clone(),
@@ -415,6 +408,7 @@ pub fn registry_doc(registry: &fc::Registry, project: &str) -> Result<RegistryDo
         project: project.to_string(),
         ..RegistryDoc::default()
     };
+    doc.feast_objects = crate::kept::kept_objects(registry, project);
     let mut sources = Sources::default();
     for s in registry.data_sources.iter().filter(|s| s.project == project) {
         sources.add(s)?;

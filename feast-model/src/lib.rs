@@ -16,6 +16,7 @@
 
 pub mod convert;
 pub mod file_registry;
+pub mod kept;
 pub mod proto;
 pub mod read_only;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

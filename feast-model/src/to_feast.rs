@@ -429,7 +429,7 @@ impl<'a> ToFeast<'a> {
         let intervals = |name: &str| materializations.get(name).map_or(&[][..], Vec::as_slice);
         let (stream, batch): (Vec<&FeatureView>, Vec<&FeatureView>) =
             self.doc.feature_views.iter().partition(|v| self.is_stream_view(v));
-        fc::Registry {
+        let mut registry = fc::Registry {
             entities: self.doc.entities.iter().map(|e| self.entity(e)).collect(),
             data_sources: self.doc.data_sources.iter().map(|s| self.data_source(s)).collect(),
             feature_views: batch
@@ -457,7 +457,9 @@ impl<'a> ToFeast<'a> {
             registry_schema_version: "1".into(),
             last_updated: Some(timestamp(self.applied_at)),
             ..Default::default()
-        }
+        };
+        crate::kept::put_kept(&self.doc.feast_objects, &mut registry);
+        registry
     }
 }
 
@@ -622,6 +624,32 @@ mod tests {
                     partition_by: vec!["__log_date".into()],
                 }),
             }],
+            feast_objects: {
+                use crate::kept::Kept;
+                vec![
+                    fc::SavedDataset {
+                        spec: Some(fc::SavedDatasetSpec {
+                            name: "ds".into(),
+                            project: "p".into(),
+                            features: vec!["stats:rate".into()],
+                            join_keys: vec!["driver_id".into()],
+                            ..Default::default()
+                        }),
+                        meta: None,
+                    }
+                    .kept(),
+                    fc::Permission {
+                        spec: Some(fc::PermissionSpec {
+                            name: "readers".into(),
+                            project: "p".into(),
+                            name_patterns: vec![".*".into()],
+                            ..Default::default()
+                        }),
+                        meta: None,
+                    }
+                    .kept(),
+                ]
+            },
         };
         doc.normalize();
         doc

@@ -197,6 +197,18 @@ pub fn diff(old: Option<&RegistryDoc>, new: &RegistryDoc) -> Plan {
         by_name(&new.feature_services, |s| &s.name),
         &mut changes,
     );
+    for kind in [
+        crate::model::FeastObjectKind::Permission,
+        crate::model::FeastObjectKind::SavedDataset,
+        crate::model::FeastObjectKind::ValidationReference,
+    ] {
+        let of = |doc: &RegistryDoc| {
+            let objects: Vec<&crate::model::FeastObject> =
+                doc.feast_objects.iter().filter(|o| o.kind == kind).collect();
+            by_name(&objects, |o| &o.name)
+        };
+        compare(kind.label(), of(old), of(new), &mut changes);
+    }
     Plan {
         changes,
         base_version: None,

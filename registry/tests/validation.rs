@@ -89,6 +89,7 @@ fn base() -> RegistryDoc {
             owner: String::new(),
             logging: None,
         }],
+        feast_objects: Vec::new(),
     }
 }
 

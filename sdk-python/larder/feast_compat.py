@@ -20,12 +20,12 @@ FEAST_KINDS = {
     "OnDemandFeatureView": "on-demand feature view",
     "FeatureService": "feature service",
     "LabelView": "feature view",
+    "Permission": "feast object",
 }
 
 # Feast definition objects Larder keeps no record of: collected only to be reported.
 FEAST_NOT_ACTED_ON = {
     "Project": "the project comes from feature_store.yaml",
-    "Permission": "Larder's token roles (feature_store.yaml `auth`) decide access; Feast permissions are not enforced",
     "ValidationReference": "validation references are not run",
     "SavedDataset": "saved datasets are not stored",
 }
@@ -56,6 +56,9 @@ def warnings_of(obj) -> List[str]:
         else:
             out.append(f"feature service {name!r}: logging_config is registered; `larder serve` logs the features "
                        "it serves there when feature_store.yaml enables feature_server.feature_logging")
+    if cls == "Permission":
+        out.append(f"permission {name!r}: registered as Feast wrote it (Feast's clients read it back); Larder does "
+                   "not enforce it — its token roles (feature_store.yaml `auth`) decide access")
     if cls == "LabelView":
         policy = getattr(getattr(obj, "conflict_policy", None), "name", "LAST_WRITE_WINS")
         if policy != "LAST_WRITE_WINS":
@@ -194,6 +197,11 @@ def to_dict(obj) -> Tuple[str, dict, list]:
             "udf_body": getattr(transformation, "udf_string", "") or "",
             "write_to_online_store": bool(getattr(obj, "write_to_online_store", False)),
         }, list(obj.source_request_sources.values())
+    if kind == "feast object":
+        import base64
+
+        return kind, {"kind": "permission", "name": obj.name,
+                      "proto": base64.b64encode(obj.to_proto().SerializeToString()).decode()}, []
     if kind == "feature service":
         service = {
             **_meta(obj),

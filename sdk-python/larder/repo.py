@@ -129,7 +129,7 @@ def export(repo: Path) -> dict:
 def export_objects(objects: List[object]) -> dict:
     """The registry document holding ``objects`` (Larder's or Feast's definition objects) and
     what they reference (entities of views, batch sources of push sources...)."""
-    entities, sources, views, odfvs, services = {}, {}, {}, {}, {}
+    entities, sources, views, odfvs, services, kept = {}, {}, {}, {}, {}, {}
     errors: List[str] = []
 
     def add_source(s: DataSource):
@@ -138,7 +138,7 @@ def export_objects(objects: List[object]) -> dict:
             add_source(s.batch_source)
 
     feast_registries = {"entity": entities, "data source": sources, "feature view": views,
-                        "on-demand feature view": odfvs, "feature service": services}
+                        "on-demand feature view": odfvs, "feature service": services, "feast object": kept}
 
     def add_feast(o):
         kind, d, nested = feast_to_dict(o)
@@ -179,6 +179,8 @@ def export_objects(objects: List[object]) -> dict:
         "feature_views": dicts(views),
         "on_demand_feature_views": dicts(odfvs),
         "feature_services": dicts(services),
+        # Feast objects kept as Feast's protobuf (permissions), not acted on.
+        "feast_objects": dicts(kept),
     }
 
 

@@ -140,11 +140,20 @@ pub fn file_source_from_feast_json(text: &str) -> Result<FileSource> {
     })
 }
 
+/// The file source registered at `path` (Feast's client names a saved dataset's storage by its
+/// path where a source name is expected).
+fn source_at<'a>(doc: &'a larder_registry::RegistryDoc, path: &str) -> Option<&'a DataSource> {
+    doc.data_sources
+        .iter()
+        .find(|s| matches!(s, DataSource::File(f) if f.postgres.is_none() && f.path == path))
+}
+
 impl FeatureStore {
-    /// The registered file source `name` (a push source's batch source for a push source).
+    /// The registered file source `name`, or the one registered at that path (a push source's
+    /// batch source for a push source).
     pub async fn file_source(&self, name: &str) -> Result<FileSource> {
         let state = self.state().await?;
-        let found = match state.doc.data_source(name) {
+        let found = match state.doc.data_source(name).or_else(|| source_at(&state.doc, name)) {
             Some(DataSource::File(f)) => Some(f.clone()),
             Some(DataSource::Push(p)) => match state.doc.data_source(&p.batch_source) {
                 Some(DataSource::File(f)) => Some(f.clone()),
@@ -275,6 +284,75 @@ impl FeatureStore {
         let dir = self.config().resolve_path(&logging.path);
         let rows = table.num_rows();
         crate::offline::write_log_file(dir, table).await?;
+        Ok(rows)
+    }
+
+    /// Feast's `persist` (what `create_saved_dataset` sends through the remote offline store):
+    /// a retrieval's rows written as the data of the registered file source `name` — its path,
+    /// never a caller's —, one Parquet file replaced atomically. The source must be one no
+    /// feature view reads (a saved dataset's storage), so that a persist never replaces feature
+    /// data; existing data is kept unless `allow_overwrite`. Returns the rows written.
+    pub async fn persist_dataset(&self, name: &str, batches: Vec<RecordBatch>, allow_overwrite: bool) -> Result<usize> {
+        let state = self.state().await?;
+        let Some(DataSource::File(source)) = state.doc.data_source(name).or_else(|| source_at(&state.doc, name)) else {
+            return Err(Error::NotFound {
+                class: "DataSourceObjectNotFoundException",
+                message: format!(
+                    "Data source {name} does not exist in project {}: persist writes a registered FileSource \
+                     (one whose path is the saved dataset's storage path)",
+                    self.project()
+                ),
+            });
+        };
+        if let Some(view) = state
+            .doc
+            .feature_views
+            .iter()
+            .find(|v| state.doc.batch_source(v).is_some_and(|b| b.name == source.name))
+        {
+            return Err(Error::invalid(
+                "data_source_name",
+                format!(
+                    "source {name} holds the data of feature view {}; a saved dataset needs a source of its own",
+                    view.name
+                ),
+            ));
+        }
+        if source.postgres.is_some() || source.path.contains("://") && !source.path.starts_with("file://") {
+            return Err(Error::NotImplemented(format!(
+                "persist into source {name} ({}): Larder writes saved datasets to local Parquet files",
+                source.location()
+            )));
+        }
+        let path = self
+            .config()
+            .resolve_path(source.path.strip_prefix("file://").unwrap_or(&source.path));
+        if path.extension().is_none_or(|e| e != "parquet") {
+            return Err(Error::NotImplemented(format!(
+                "persist into source {name}: its path {} is not a .parquet file (Larder writes one file)",
+                source.path
+            )));
+        }
+        if !allow_overwrite && tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Err(Error::invalid(
+                "allow_overwrite",
+                format!(
+                    "{} already exists (Feast's SavedDatasetLocationAlreadyExists); pass allow_overwrite",
+                    source.path
+                ),
+            ));
+        }
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let Some(first) = batches.first() else {
+            return Err(Error::invalid(
+                "retrieve_func",
+                "the retrieval has no rows: nothing to persist",
+            ));
+        };
+        let table = datafusion::arrow::compute::concat_batches(&first.schema(), &batches)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let rows = table.num_rows();
+        crate::offline::write_dataset_file(path, table).await?;
         Ok(rows)
     }
 

@@ -438,8 +438,12 @@ impl FeatureStore {
 
     /// What `apply` would change, after validating `doc`.
     pub async fn plan(&self, doc: RegistryDoc) -> Result<ApplyOutcome> {
-        let (doc, _) = self.checked(doc).await?;
         let old = self.on_registry(|r| r.load()).await?;
+        let mut doc = doc;
+        if let Some(old) = &old {
+            doc.keep_client_objects(&old.doc);
+        }
+        let (doc, _) = self.checked(doc).await?;
         Ok(ApplyOutcome {
             plan: diff(old.as_ref().map(|s| &s.doc), &doc),
             state: None,
@@ -450,6 +454,11 @@ impl FeatureStore {
     /// Validates and registers `doc` as a new version (when anything changed), and deletes the
     /// online data of views that no longer exist.
     pub async fn apply(&self, doc: RegistryDoc, applied_by: &str) -> Result<ApplyOutcome> {
+        let mut doc = doc;
+        // A repo's definitions do not hold what clients saved (datasets, validation references).
+        if let Some(old) = self.on_registry(|r| r.load()).await? {
+            doc.keep_client_objects(&old.doc);
+        }
         self.apply_on(doc, applied_by, None).await
     }
 

@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from compat.test_feast_repos import (  # noqa: F401  (fixtures)
-    END, HISTORICAL, START, assert_online_equal, assert_training_equal, entity_df, feast_cli, feast_python,
-    feast_serve, iso, run,
+    END, START, assert_online_equal, assert_training_equal, entity_df, feast_cli, feast_python, feast_side, iso,
+    run,
 )
 from conftest import Larder, PostgresServer, Server
 
@@ -91,14 +91,8 @@ def feast_postgres_answers(postgres_template, feast_python, tmp_path_factory):
     subprocess.run(["cp", "-r", str(postgres_template), str(repo)], check=True)
     cfg = repo / "feature_store.yaml"
     cfg.write_text(cfg.read_text().replace("larder_side", "feast_side"))
-    cli = feast_cli(feast_python)
-    run([cli, "apply"], cwd=repo)
-    run([cli, "materialize", iso(START), iso(END)], cwd=repo)
-    edf = entity_df(tmp / "entity_df.parquet")
-    out = tmp / "training.parquet"
-    run([feast_python, "-c", HISTORICAL, repo, edf, out, ",".join(FEATURES)], cwd=repo)
-    online, service = feast_serve(cli, repo, ONLINE_REQUEST, SERVICE_REQUEST)
-    return {"online": online, "service": service, "training": pd.read_parquet(out), "entity_df": edf}
+    return feast_side(feast_python, repo, entity_df(tmp / "entity_df.parquet"), FEATURES, (START, END),
+                      ONLINE_REQUEST, SERVICE_REQUEST)
 
 
 def test_the_postgres_template_unmodified_matches_feast(postgres, postgres_template, feast_postgres_answers,

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from compat.test_feast_repos import (  # noqa: F401  (fixtures)
-    HISTORICAL, NOW, assert_online_equal, copy_repo, feast_cli, feast_python, feast_serve, iso, normalize, run,
+    NOW, assert_online_equal, copy_repo, feast_cli, feast_python, feast_side, iso, normalize, run,
 )
 from conftest import Larder, Server
 
@@ -63,15 +63,8 @@ def entity_df(path: Path) -> Path:
 def feast_ray_answers(ray_template, feast_python, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("feast_ray_side")
     repo = copy_repo(ray_template, tmp / "repo")
-    cli = feast_cli(feast_python)
-    env = dict(os.environ, RAY_DISABLE_IMPORT_WARNING="1")
-    run([cli, "apply"], cwd=repo, env=env)
-    run([cli, "materialize", iso(START), iso(END)], cwd=repo, env=env)
-    edf = entity_df(tmp / "entity_df.parquet")
-    out = tmp / "training.parquet"
-    run([feast_python, "-c", HISTORICAL, repo, edf, out, ",".join(FEATURES)], cwd=repo, env=env)
-    online, service = feast_serve(cli, repo, ONLINE_REQUEST, SERVICE_REQUEST)
-    return {"online": online, "service": service, "training": pd.read_parquet(out), "entity_df": edf}
+    return feast_side(feast_python, repo, entity_df(tmp / "entity_df.parquet"), FEATURES, (START, END),
+                      ONLINE_REQUEST, SERVICE_REQUEST, env=dict(os.environ, RAY_DISABLE_IMPORT_WARNING="1"))
 
 
 def f32(x):

@@ -225,6 +225,7 @@ print("GARBAGE", code(lambda: raw(bytes([255] * 4))))
 print("UNKNOWN", code(lambda: channel.unary_unary("/feast.registry.RegistryServer/Nope", request_serializer=lambda b: b,
                                                   response_deserializer=lambda b: b)(b"")))
 print("PERMISSION", code(lambda: stub.ApplyPermission(r.ApplyPermissionRequest(project=sys.argv[2]))))
+print("DATASET_JOBS", code(lambda: stub.ListDatasetJobs(r.ListDatasetJobsRequest(project=sys.argv[2]))))
 """
 
 
@@ -241,7 +242,8 @@ def test_bad_registry_calls_get_grpc_errors_and_change_nothing(template, feast_p
         assert got["INVALID"].startswith("INVALID_ARGUMENT") and "ghost" in got["INVALID"], got["INVALID"]
         assert not got["GARBAGE"].startswith("OK") and "decode" in got["GARBAGE"].lower(), got["GARBAGE"]
         assert got["UNKNOWN"].startswith("UNIMPLEMENTED"), got["UNKNOWN"]
-        assert got["PERMISSION"].startswith("UNIMPLEMENTED") and "permissions" in got["PERMISSION"]
+        assert got["PERMISSION"].startswith("INVALID_ARGUMENT") and "no Permission" in got["PERMISSION"]
+        assert got["DATASET_JOBS"].startswith("UNIMPLEMENTED") and "dataset jobs" in got["DATASET_JOBS"]
         # Nothing was recorded, and the server still answers.
         assert requests.get(server.url + "/registry", timeout=10).status_code >= 400
         assert server.proc.poll() is None
@@ -315,3 +317,135 @@ def test_feast_clients_write_logged_features_where_the_service_says(template, fe
         assert set((client / "data").rglob("*")) == client_before
     finally:
         server.stop()
+
+
+SAVED_DATASET = """
+import sys
+import pandas as pd
+from feast import FeatureStore
+from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+store = FeatureStore(repo_path=sys.argv[1])
+now = pd.Timestamp.now(tz="UTC").floor("h")
+entity_df = pd.DataFrame({"driver_id": [1001, 1002, 1003, 4242],
+                          "event_timestamp": [now - pd.Timedelta(hours=h) for h in (2, 5, 30, 3)]})
+features = ["driver_hourly_stats:conv_rate", "driver_hourly_stats:avg_daily_trips"]
+job = store.get_historical_features(entity_df=entity_df, features=features)
+training = job.to_df()
+store.create_saved_dataset(from_=job, name="my_training_ds", storage=SavedDatasetFileStorage(path=sys.argv[2]),
+                           allow_overwrite=True, tags={"team": "drivers"})
+saved = store.get_saved_dataset("my_training_ds")
+print("FEATURES", ",".join(saved.features))
+print("LIST", ",".join(d.name for d in store.list_saved_datasets()))
+back = saved.to_df()
+cols = ["driver_id", "event_timestamp", "conv_rate", "avg_daily_trips"]
+key = ["driver_id", "event_timestamp"]
+a = training[cols].sort_values(key).reset_index(drop=True)
+b = back[cols].sort_values(key).reset_index(drop=True)
+print("ROWS", len(a), len(b))
+print("SAME", a.astype(str).values.tolist() == b.astype(str).values.tolist())
+try:
+    store.create_saved_dataset(from_=job, name="again", storage=SavedDatasetFileStorage(path=sys.argv[2]))
+    print("AGAIN OK")
+except Exception as e:
+    print("AGAIN", type(e).__name__, str(e)[:300].replace("\\n", " "))
+"""
+
+DATASET_SOURCE = """
+from feast import FileSource
+saved_training_data = FileSource(name="saved_training_data", path="data/my_training_ds.parquet",
+                                 timestamp_field="event_timestamp")
+"""
+
+
+def test_feast_clients_save_datasets_through_larder(template, feast_python, tmp_path):
+    """Feast's `create_saved_dataset` with only remote settings: `persist` over Flight writes the
+    training set as the registered source the storage names (Feast's remote protocol names it
+    by its path: the source registered at that path), the registry server keeps the SavedDataset, and `get_saved_dataset().to_df()`
+    reads back the same rows the training set had. Without `allow_overwrite`, a second save to
+    the same place is refused and the file is left as it was."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    project = project_of(template)
+    larder_repo, server = empty_larder(template, tmp_path, feast_python)
+    try:
+        # The dataset's source must exist to be registered: a placeholder with its timestamp.
+        target = larder_repo / "data" / "my_training_ds.parquet"
+        pq.write_table(pa.table({"event_timestamp": pa.array([], pa.timestamp("us", tz="UTC"))}), target)
+        client = remote_client(template, tmp_path / "client", project, server)
+        (client / "saved_data.py").write_text(DATASET_SOURCE)
+        feast_apply(client, feast_python)
+        p = subprocess.run([feast_python, "-c", SAVED_DATASET, str(client), "data/my_training_ds.parquet"],
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stdout + p.stderr
+        lines = dict(line.split(" ", 1) for line in p.stdout.splitlines() if " " in line)
+        assert lines["FEATURES"] == "driver_hourly_stats:conv_rate,driver_hourly_stats:avg_daily_trips", lines
+        assert lines["LIST"] == "my_training_ds", lines
+        assert lines["ROWS"] == "4 4" and lines["SAME"] == "True", lines
+        assert not lines["AGAIN"].startswith("OK") and "allow_overwrite" in lines["AGAIN"], lines["AGAIN"]
+        written = pq.read_table(target)
+        assert written.num_rows == 4 and "conv_rate" in written.schema.names
+        # Larder's history records the save; a later apply of the repo keeps the dataset.
+        history = requests.get(server.url + "/registry/history", timeout=10).json()
+        assert "saved dataset my_training_ds" in json.dumps(history), history
+        feast_apply(client, feast_python)
+        doc = requests.get(server.url + "/registry", timeout=10).json()["doc"]
+        assert [o["name"] for o in doc.get("feast_objects", []) if o["kind"] == "saved_dataset"] == ["my_training_ds"]
+        # A persist into a source that holds a feature view's data is refused.
+        bad = subprocess.run([feast_python, "-c", SAVED_DATASET.replace('name="my_training_ds"', 'name="bad"'),
+                              str(client), "driver_hourly_stats_source"], capture_output=True, text=True, timeout=600)
+        assert bad.returncode != 0 and "holds the data of feature view" in bad.stdout + bad.stderr, bad.stderr[-2000:]
+    finally:
+        server.stop()
+
+
+PERMISSIONS = """
+from feast.feature_view import FeatureView
+from feast.feature_service import FeatureService
+from feast.permissions.action import AuthzedAction
+from feast.permissions.permission import Permission
+from feast.permissions.policy import RoleBasedPolicy
+online_readers = Permission(name="online_readers", types=[FeatureView, FeatureService], name_patterns=["driver_.*"],
+                            policy=RoleBasedPolicy(roles=["reader"]), actions=[AuthzedAction.READ_ONLINE])
+"""
+
+READ_PERMISSIONS = """
+import sys
+from feast import FeatureStore
+store = FeatureStore(repo_path=sys.argv[1])
+print("LIST", ",".join(p.name for p in store.list_permissions()))
+p = store.get_permission("online_readers")
+print("TYPES", ",".join(sorted(t.__name__ for t in p.types)))
+print("PATTERNS", ",".join(p.name_patterns))
+print("ROLES", ",".join(p.policy.roles))
+print("ACTIONS", ",".join(a.name for a in p.actions))
+"""
+
+
+def test_feast_permissions_from_a_repo_are_kept_and_read_back_by_feast_clients(template, feast_python, tmp_path):
+    """A repo's `Permission` (Feast's objects, applied by `larder apply` with Feast's API) is
+    registered as Feast wrote it — not enforced, and `apply` says so — and a Feast client with
+    only remote settings lists it and reads it back field by field; removing it from the repo
+    deletes it."""
+    project = project_of(template)
+    repo = copy_repo(template, tmp_path / "larder")
+    (repo / "permissions.py").write_text(PERMISSIONS)
+    larder = Larder(repo)
+    larder.env["LARDER_PYTHON"] = feast_python
+    out = larder.run("apply")
+    assert "Created permission online_readers" in out.stdout, out.stdout
+    assert "permission 'online_readers'" in out.stderr and "not enforce" in out.stderr, out.stderr
+    server = Server(larder)
+    try:
+        client = remote_client(template, tmp_path / "client", project, server)
+        p = subprocess.run([feast_python, "-c", READ_PERMISSIONS, str(client)], capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        lines = dict(line.split(" ", 1) for line in p.stdout.splitlines() if " " in line)
+        assert lines == {"LIST": "online_readers", "TYPES": "FeatureService,FeatureView",
+                         "PATTERNS": "driver_.*", "ROLES": "reader", "ACTIONS": "READ_ONLINE"}, lines
+    finally:
+        server.stop()
+    (repo / "permissions.py").unlink()
+    out = larder.run("apply")
+    assert "Deleted permission online_readers" in out.stdout, out.stdout

@@ -152,19 +152,27 @@ def feast_serve(cli, repo: Path, *bodies) -> list:
         return [post(url, b) for b in bodies]
 
 
+def feast_side(feast_python, repo: Path, edf: Path, features, window, online_request, service_request,
+               env=None) -> dict:
+    """What Feast 0.67 answers for `repo`: `feast apply`, `feast materialize` of `window`, the
+    training set of the entity rows `edf` for `features`, and `feast serve`'s answers to the two
+    requests."""
+    cli = feast_cli(feast_python)
+    run([cli, "apply"], cwd=repo, env=env)
+    run([cli, "materialize", iso(window[0]), iso(window[1])], cwd=repo, env=env)
+    out = edf.parent / "training.parquet"
+    run([feast_python, "-c", HISTORICAL, repo, edf, out, ",".join(features)], cwd=repo, env=env)
+    online, service = feast_serve(cli, repo, online_request, service_request)
+    return {"online": online, "service": service, "training": pd.read_parquet(out), "entity_df": edf}
+
+
 @pytest.fixture(scope="module")
 def feast_answers(template, feast_python, tmp_path_factory):
     """What Feast 0.67 itself answers for the template repo."""
     tmp = tmp_path_factory.mktemp("feast_side")
     repo = copy_repo(template, tmp / "repo")
-    cli = feast_cli(feast_python)
-    run([cli, "apply"], cwd=repo)
-    run([cli, "materialize", iso(START), iso(END)], cwd=repo)
-    edf = entity_df(tmp / "entity_df.parquet")
-    out = tmp / "training.parquet"
-    run([feast_python, "-c", HISTORICAL, repo, edf, out, ",".join(FEATURES)], cwd=repo)
-    online, service = feast_serve(cli, repo, ONLINE_REQUEST, SERVICE_REQUEST)
-    return {"online": online, "service": service, "training": pd.read_parquet(out), "entity_df": edf}
+    return feast_side(feast_python, repo, entity_df(tmp / "entity_df.parquet"), FEATURES, (START, END),
+                      ONLINE_REQUEST, SERVICE_REQUEST)
 
 
 def columns(body):
@@ -551,8 +559,10 @@ def test_unsupported_and_bad_flight_calls_get_grpc_errors(template, feast_python
         # pyarrow raises gRPC statuses as Arrow errors (UNIMPLEMENTED: ArrowNotImplementedError,
         # NOT_FOUND: ArrowKeyError, INVALID_ARGUMENT: ArrowInvalid); the message is checked.
         errors = (fl.FlightError, pa.ArrowException)
-        with pytest.raises(pa.ArrowNotImplementedError, match="`persist` is not offered"):
-            exchange({"api": "persist"})
+        with pytest.raises(pa.ArrowNotImplementedError, match="`no_such_call` is not offered"):
+            exchange({"api": "no_such_call"})
+        with pytest.raises(errors, match="not a retrieval"):
+            exchange({"api": "persist", "data_source_name": "x", "retrieve_func": "persist"})
         with pytest.raises(pa.ArrowKeyError, match="DataSourceObjectNotFoundException"):
             exchange({"api": "pull_all_from_table_or_query", "data_source_name": "nope", "timestamp_field": "ts"})
         with pytest.raises(errors, match="bad parameters"):

@@ -5,12 +5,14 @@
 //! `owner` like Feast's. The document is plain JSON so that other tools can produce it.
 
 mod entity;
+mod feast_object;
 mod feature_service;
 mod feature_view;
 mod source;
 mod value_type;
 
 pub use entity::Entity;
+pub use feast_object::{FeastObject, FeastObjectKind};
 pub use feature_service::{FeatureLogging, FeatureService, FeatureViewProjection};
 pub use feature_view::{Aggregation, AggregationFunction, FeatureView, Field, OnDemandFeatureView};
 pub use source::{DataSource, FileSource, KafkaSource, PostgresRelation, PushSource, RequestSource};
@@ -39,6 +41,10 @@ pub struct RegistryDoc {
     /// Feature services.
     #[serde(default)]
     pub feature_services: Vec<FeatureService>,
+    /// Feast objects kept as Feast wrote them (saved datasets, validation references,
+    /// permissions), by kind and name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feast_objects: Vec<FeastObject>,
 }
 
 impl RegistryDoc {
@@ -49,6 +55,37 @@ impl RegistryDoc {
         self.feature_views.sort_by(|a, b| a.name.cmp(&b.name));
         self.on_demand_feature_views.sort_by(|a, b| a.name.cmp(&b.name));
         self.feature_services.sort_by(|a, b| a.name.cmp(&b.name));
+        self.feast_objects
+            .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    }
+
+    /// The kept Feast object of `kind` called `name`.
+    pub fn feast_object(&self, kind: FeastObjectKind, name: &str) -> Option<&FeastObject> {
+        self.feast_objects.iter().find(|o| o.kind == kind && o.name == name)
+    }
+
+    /// Adds or replaces a kept Feast object.
+    pub fn put_feast_object(&mut self, object: FeastObject) {
+        self.feast_objects
+            .retain(|o| !(o.kind == object.kind && o.name == object.name));
+        self.feast_objects.push(object);
+    }
+
+    /// Removes a kept Feast object; whether there was one.
+    pub fn remove_feast_object(&mut self, kind: FeastObjectKind, name: &str) -> bool {
+        let before = self.feast_objects.len();
+        self.feast_objects.retain(|o| !(o.kind == kind && o.name == name));
+        before != self.feast_objects.len()
+    }
+
+    /// Keeps the client-made Feast objects of `old` (saved datasets, validation references)
+    /// that this document, built from a repo's definitions, does not hold.
+    pub fn keep_client_objects(&mut self, old: &RegistryDoc) {
+        for o in old.feast_objects.iter().filter(|o| o.kind.made_by_clients()) {
+            if self.feast_object(o.kind, &o.name).is_none() {
+                self.feast_objects.push(o.clone());
+            }
+        }
     }
 
     /// The entity called `name`.

@@ -71,6 +71,30 @@ pub struct LogParams {
     pub feature_service_name: String,
 }
 
+/// `persist`'s parameters: the retrieval to run (`retrieve_func`, whose own parameters come
+/// in the same command) and the registered source its rows are written as.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PersistParams {
+    /// The registered file source to write (Feast's client names it by the saved dataset's
+    /// storage: its path).
+    pub data_source_name: String,
+    /// Whether existing data there may be replaced.
+    #[serde(default)]
+    pub allow_overwrite: bool,
+    /// The retrieval: `get_historical_features`, `pull_latest_from_table_or_query` or
+    /// `pull_all_from_table_or_query`.
+    pub retrieve_func: String,
+}
+
+/// A `persist`: its parameters and the retrieval it writes.
+#[derive(Debug, Clone)]
+pub struct Persist {
+    /// The parameters.
+    pub params: PersistParams,
+    /// The retrieval (a read command).
+    pub retrieval: Command,
+}
+
 /// One decoded command.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -88,7 +112,9 @@ pub enum Command {
     OfflineWriteBatch(WriteParams),
     /// `write_logged_features`.
     WriteLoggedFeatures(LogParams),
-    /// A Feast call Larder does not answer (`persist`...).
+    /// `persist` (a retrieval written as a registered source's data).
+    Persist(Box<Persist>),
+    /// A Feast call Larder does not answer.
     Unsupported(String),
 }
 
@@ -115,6 +141,29 @@ pub fn parse(bytes: &[u8]) -> Result<Command, Status> {
         Some(api @ "validate_data_source") => Command::Validate(params(api, bytes)?),
         Some(api @ "offline_write_batch") => Command::OfflineWriteBatch(params(api, bytes)?),
         Some(api @ "write_logged_features") => Command::WriteLoggedFeatures(params(api, bytes)?),
+        Some(api @ "persist") => {
+            let p: PersistParams = params(api, bytes)?;
+            let retrieval = match p.retrieve_func.as_str() {
+                "get_historical_features" | "pull_latest_from_table_or_query" | "pull_all_from_table_or_query" => {
+                    // The retrieval's own parameters, as the retrieval alone would send them.
+                    let mut v: serde_json::Value = params(api, bytes)?;
+                    if let Some(m) = v.as_object_mut() {
+                        for k in ["data_source_name", "allow_overwrite", "timeout", "retrieve_func"] {
+                            m.remove(k);
+                        }
+                        m.insert("api".into(), p.retrieve_func.clone().into());
+                    }
+                    parse(&serde_json::to_vec(&v).map_err(|e| Status::internal(e.to_string()))?)?
+                }
+                other => {
+                    return Err(Status::invalid_argument(format!(
+                        "persist: retrieve_func `{other}` is not a retrieval (get_historical_features, \
+                         pull_latest_from_table_or_query, pull_all_from_table_or_query)"
+                    )))
+                }
+            };
+            Command::Persist(Box::new(Persist { params: p, retrieval }))
+        }
         Some(other) => Command::Unsupported(other.to_string()),
     })
 }
@@ -134,7 +183,18 @@ mod tests {
             p.window().unwrap(),
             (1_704_067_200_000_000_000, 1_704_153_600_000_000_000)
         );
-        assert!(matches!(parse(br#"{"api": "persist"}"#).unwrap(), Command::Unsupported(a) if a == "persist"));
+        assert!(
+            matches!(parse(br#"{"api": "no_such_call"}"#).unwrap(), Command::Unsupported(a) if a == "no_such_call")
+        );
+        let c = parse(
+            br#"{"api": "persist", "data_source_name": "ds", "allow_overwrite": true, "timeout": null,
+                 "retrieve_func": "get_historical_features", "feature_refs": ["v:f"], "full_feature_names": false}"#,
+        )
+        .unwrap();
+        let Command::Persist(p) = c else { panic!("{c:?}") };
+        assert!(p.params.allow_overwrite && p.params.data_source_name == "ds");
+        assert!(matches!(&p.retrieval, Command::Historical(h) if h.features == ["v:f"]));
+        assert!(parse(br#"{"api": "persist", "data_source_name": "ds", "retrieve_func": "persist"}"#).is_err());
         assert!(matches!(
             parse(br#"{"features": ["v:f"]}"#).unwrap(),
             Command::Historical(_)

@@ -9,9 +9,10 @@
 //!   materialization);
 //! - `get_table_column_names_and_types_from_data_source` (`{name, type}` in pyarrow's names).
 //!
-//! Writes and actions run in `DoPut`: `validate_data_source` (`feast apply`) and
-//! `offline_write_batch` (a push to the offline store). `write_logged_features` and `persist`
-//! answer `UNIMPLEMENTED`, named. Reads need the `read_offline` role, writes `write`.
+//! Writes and actions run in `DoPut`: `validate_data_source` (`feast apply`),
+//! `offline_write_batch` (a push to the offline store), `write_logged_features` and `persist`
+//! (a retrieval written as a registered source's data: `create_saved_dataset`). Reads need the
+//! `read_offline` role, writes `write` (`persist` both).
 
 pub mod commands;
 
@@ -136,6 +137,20 @@ impl FlightService for LarderFlight {
                     .await
                     .map_err(status)?
             }
+            Command::Persist(p) => {
+                self.authorize(header.as_deref(), crate::auth::Role::Write, "persist datasets")?;
+                self.authorize(header.as_deref(), crate::auth::Role::ReadOffline, "read training sets")?;
+                let rows: Vec<datafusion::arrow::array::RecordBatch> = self
+                    .retrieve(p.retrieval, batches)
+                    .await?
+                    .try_collect()
+                    .await
+                    .map_err(|e| status(crate::Error::Offline(e.to_string())))?;
+                self.store
+                    .persist_dataset(&p.params.data_source_name, rows, p.params.allow_overwrite)
+                    .await
+                    .map_err(status)?
+            }
             Command::Unsupported(api) => return Err(unsupported(&api)),
             _ => {
                 return Err(Status::invalid_argument(
@@ -168,7 +183,24 @@ impl FlightService for LarderFlight {
             .map(str::to_owned);
         self.authorize(header.as_deref(), crate::auth::Role::ReadOffline, "read training sets")?;
         let (command, batches) = read_upload(request.into_inner()).await?;
-        let out: datafusion::execution::SendableRecordBatchStream = match command {
+        let out = self.retrieve(command, batches).await?;
+        let encoded: BoxStream<'static, Result<FlightData, Status>> = FlightDataEncoderBuilder::new()
+            .build(out.map_err(|e| FlightError::ExternalError(Box::new(e))))
+            .map_err(|e| Status::internal(e.to_string()))
+            .boxed();
+        Ok(Response::new(Box::pin(encoded)))
+    }
+}
+
+impl LarderFlight {
+    /// Runs a read command (a training set, a pull, a source's column types) over the uploaded
+    /// entity rows.
+    async fn retrieve(
+        &self,
+        command: Command,
+        batches: Vec<datafusion::arrow::array::RecordBatch>,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream, Status> {
+        Ok(match command {
             Command::Historical(cmd) => {
                 let batches = match cmd.sql() {
                     Some(sql) => self.store.entity_df_from_sql(sql).await.map_err(status)?,
@@ -191,19 +223,15 @@ impl FlightService for LarderFlight {
                 ))
             }
             Command::Unsupported(api) => return Err(unsupported(&api)),
-            Command::Validate(_) | Command::OfflineWriteBatch(_) | Command::WriteLoggedFeatures(_) => {
-                return Err(Status::invalid_argument("writes and validation run in DoPut"))
+            Command::Validate(_)
+            | Command::OfflineWriteBatch(_)
+            | Command::WriteLoggedFeatures(_)
+            | Command::Persist(_) => {
+                return Err(Status::invalid_argument("writes, persist and validation run in DoPut"))
             }
-        };
-        let encoded: BoxStream<'static, Result<FlightData, Status>> = FlightDataEncoderBuilder::new()
-            .build(out.map_err(|e| FlightError::ExternalError(Box::new(e))))
-            .map_err(|e| Status::internal(e.to_string()))
-            .boxed();
-        Ok(Response::new(Box::pin(encoded)))
+        })
     }
-}
 
-impl LarderFlight {
     /// Refuses a call without a token granting `role` (when authentication is on).
     fn authorize(&self, header: Option<&str>, role: crate::auth::Role, what: &str) -> Result<(), Status> {
         let Some(auth) = self.store.authenticator() else {
@@ -250,7 +278,7 @@ fn unsupported(api: &str) -> Status {
         "Feast's remote offline store call `{api}` is not offered by Larder (offered: get_historical_features, \
          pull_latest_from_table_or_query, pull_all_from_table_or_query, \
          get_table_column_names_and_types_from_data_source, validate_data_source, offline_write_batch, \
-         write_logged_features)"
+         write_logged_features, persist)"
     ))
 }
 

@@ -14,9 +14,11 @@
 //! - `ApplyMaterialization` records the interval at once (Feast's clients materialize
 //!   themselves, then report it); `DeleteProject` (what `feast teardown` sends) is Larder's
 //!   teardown: the project's online data and registry are deleted.
-//! - Feast's objects Larder does not store (permissions, saved datasets, validation
-//!   references) are refused by name (`UNIMPLEMENTED`); `UpdateInfra` is accepted and ignored
-//!   (Larder manages its stores itself) and `GetInfra` answers an empty infra.
+//! - Feast's objects Larder keeps without acting on them — saved datasets, validation
+//!   references, permissions (not enforced) — are stored as Feast's protobuf and given back as
+//!   applied (staged and committed like every write); the dataset jobs of Feast's newer API are
+//!   refused by name (`UNIMPLEMENTED`). `UpdateInfra` is accepted and ignored (Larder manages
+//!   its stores itself) and `GetInfra` answers an empty infra.
 //!
 //! Roles: reads need a token that may read or write features (as `GET /registry`), writes and
 //! teardown `admin`, `ApplyMaterialization` `write`.
@@ -38,6 +40,7 @@ use tonic::{Request, Response, Status};
 use super::{authorize, Unary};
 use crate::auth::Role;
 use crate::FeatureStore;
+use larder_feast_model::kept::Kept;
 
 /// Who Larder's history names for an apply made through the registry server.
 const APPLIED_BY: &str = "feast client (registry server)";
@@ -55,10 +58,7 @@ fn not_found(class: &str, message: String) -> Status {
 fn unstored(what: &str) -> Status {
     Status::unimplemented(detail(
         "FeastError",
-        &format!(
-            "Larder's registry does not store Feast {what}; nothing was changed \
-             (tokens and roles are configured in the auth section of Larder's feature_store.yaml)"
-        ),
+        &format!("Larder's registry server does not offer Feast {what}; nothing was changed"),
     ))
 }
 
@@ -886,11 +886,188 @@ impl RegistryServer {
         Ok(Response::new(()))
     }
 
-    // What Larder does not store ----------------------------------------------------------------
+    // Kept Feast objects: saved datasets, validation references, permissions -----------------
 
-    async fn empty_list<Req, Res: Default>(self, req: Request<Req>) -> Result<Response<Res>, Status> {
-        authorize(&self.store, req.metadata(), READ, "read the registry")?;
-        Ok(Response::new(Res::default()))
+    async fn apply_kept<T: Kept + Send + 'static>(
+        &self,
+        object: Option<T>,
+        project: String,
+        commit: bool,
+    ) -> Result<Response<()>, Status> {
+        let mut object = required(object, T::LABEL)?;
+        if object.name().is_empty() {
+            return Err(Status::invalid_argument(detail(
+                "FeastError",
+                &format!("{} has no name", T::LABEL),
+            )));
+        }
+        if let Some(p) = object.project_mut() {
+            in_project(&project, p);
+        }
+        let kept = object.kept();
+        self.stage(&project, commit, move |p| {
+            p.doc.put_feast_object(kept);
+            Ok(())
+        })
+        .await?;
+        Ok(Response::new(()))
+    }
+
+    async fn get_kept<T: Kept, R>(&self, req: &Request<R>, name: &str, project: &str) -> Result<Response<T>, Status> {
+        let snap = self.snapshot(req, project).await?;
+        snap.state
+            .as_deref()
+            .and_then(|s| s.doc.feast_object(T::KIND, name))
+            .and_then(T::from_kept)
+            .map(Response::new)
+            .ok_or_else(|| {
+                not_found(
+                    T::NOT_FOUND,
+                    format!("{} {name} does not exist in project {project}", T::LABEL),
+                )
+            })
+    }
+
+    async fn list_kept<T: Kept, R>(&self, req: &Request<R>, project: &str) -> Result<Vec<T>, Status> {
+        let snap = self.snapshot(req, project).await?;
+        Ok(snap.state.as_deref().map_or_else(Vec::new, |s| {
+            s.doc
+                .feast_objects
+                .iter()
+                .filter(|o| o.kind == T::KIND)
+                .filter_map(T::from_kept)
+                .collect()
+        }))
+    }
+
+    async fn delete_kept<T: Kept>(&self, name: String, project: String, commit: bool) -> Result<Response<()>, Status> {
+        let message = format!("{} {name} does not exist in project {project}", T::LABEL);
+        self.stage(&project, commit, move |p| {
+            if p.doc.remove_feast_object(T::KIND, &name) {
+                Ok(())
+            } else {
+                Err(not_found(T::NOT_FOUND, message))
+            }
+        })
+        .await?;
+        Ok(Response::new(()))
+    }
+
+    async fn apply_saved_dataset(self, req: Request<r::ApplySavedDatasetRequest>) -> Result<Response<()>, Status> {
+        self.writer(&req, Role::Write, "save a dataset")?;
+        let req = req.into_inner();
+        self.apply_kept(req.saved_dataset, req.project, req.commit).await
+    }
+
+    async fn get_saved_dataset(
+        self,
+        req: Request<r::GetSavedDatasetRequest>,
+    ) -> Result<Response<fc::SavedDataset>, Status> {
+        let (name, project) = (req.get_ref().name.clone(), req.get_ref().project.clone());
+        self.get_kept(&req, &name, &project).await
+    }
+
+    async fn list_saved_datasets(
+        self,
+        req: Request<r::ListSavedDatasetsRequest>,
+    ) -> Result<Response<r::ListSavedDatasetsResponse>, Status> {
+        let project = req.get_ref().project.clone();
+        let tags = req.get_ref().tags.clone();
+        let saved_datasets = self
+            .list_kept::<fc::SavedDataset, _>(&req, &project)
+            .await?
+            .into_iter()
+            .filter(|d| tagged(&d.spec.as_ref().map(|s| s.tags.clone()).unwrap_or_default(), &tags))
+            .collect();
+        Ok(Response::new(r::ListSavedDatasetsResponse {
+            saved_datasets,
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_saved_dataset(self, req: Request<r::DeleteSavedDatasetRequest>) -> Result<Response<()>, Status> {
+        self.writer(&req, Role::Write, "delete a saved dataset")?;
+        let r::DeleteSavedDatasetRequest {
+            name, project, commit, ..
+        } = req.into_inner();
+        self.delete_kept::<fc::SavedDataset>(name, project, commit).await
+    }
+
+    async fn apply_validation_reference(
+        self,
+        req: Request<r::ApplyValidationReferenceRequest>,
+    ) -> Result<Response<()>, Status> {
+        self.writer(&req, Role::Write, "save a validation reference")?;
+        let req = req.into_inner();
+        self.apply_kept(req.validation_reference, req.project, req.commit).await
+    }
+
+    async fn get_validation_reference(
+        self,
+        req: Request<r::GetValidationReferenceRequest>,
+    ) -> Result<Response<fc::ValidationReference>, Status> {
+        let (name, project) = (req.get_ref().name.clone(), req.get_ref().project.clone());
+        self.get_kept(&req, &name, &project).await
+    }
+
+    async fn list_validation_references(
+        self,
+        req: Request<r::ListValidationReferencesRequest>,
+    ) -> Result<Response<r::ListValidationReferencesResponse>, Status> {
+        let project = req.get_ref().project.clone();
+        let validation_references = self.list_kept(&req, &project).await?;
+        Ok(Response::new(r::ListValidationReferencesResponse {
+            validation_references,
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_validation_reference(
+        self,
+        req: Request<r::DeleteValidationReferenceRequest>,
+    ) -> Result<Response<()>, Status> {
+        self.writer(&req, Role::Write, "delete a validation reference")?;
+        let r::DeleteValidationReferenceRequest {
+            name, project, commit, ..
+        } = req.into_inner();
+        self.delete_kept::<fc::ValidationReference>(name, project, commit).await
+    }
+
+    async fn apply_permission(self, req: Request<r::ApplyPermissionRequest>) -> Result<Response<()>, Status> {
+        self.writer(&req, Role::Admin, "change the registry")?;
+        let req = req.into_inner();
+        self.apply_kept(req.permission, req.project, req.commit).await
+    }
+
+    async fn get_permission(self, req: Request<r::GetPermissionRequest>) -> Result<Response<fc::Permission>, Status> {
+        let (name, project) = (req.get_ref().name.clone(), req.get_ref().project.clone());
+        self.get_kept(&req, &name, &project).await
+    }
+
+    async fn list_permissions(
+        self,
+        req: Request<r::ListPermissionsRequest>,
+    ) -> Result<Response<r::ListPermissionsResponse>, Status> {
+        let project = req.get_ref().project.clone();
+        let tags = req.get_ref().tags.clone();
+        let permissions = self
+            .list_kept::<fc::Permission, _>(&req, &project)
+            .await?
+            .into_iter()
+            .filter(|p| tagged(&p.spec.as_ref().map(|s| s.tags.clone()).unwrap_or_default(), &tags))
+            .collect();
+        Ok(Response::new(r::ListPermissionsResponse {
+            permissions,
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_permission(self, req: Request<r::DeletePermissionRequest>) -> Result<Response<()>, Status> {
+        self.writer(&req, Role::Admin, "change the registry")?;
+        let r::DeletePermissionRequest {
+            name, project, commit, ..
+        } = req.into_inner();
+        self.delete_kept::<fc::Permission>(name, project, commit).await
     }
 }
 
@@ -971,43 +1148,21 @@ where
             "Proto" => unary!(this, req, proto),
             "Refresh" => unary!(this, req, refresh),
             "Commit" => unary!(this, req, commit),
-            "ListSavedDatasets" => {
-                unary!(
-                    this,
-                    req,
-                    empty_list::<r::ListSavedDatasetsRequest, r::ListSavedDatasetsResponse>
-                )
+            "ApplySavedDataset" => unary!(this, req, apply_saved_dataset),
+            "GetSavedDataset" => unary!(this, req, get_saved_dataset),
+            "ListSavedDatasets" => unary!(this, req, list_saved_datasets),
+            "DeleteSavedDataset" => unary!(this, req, delete_saved_dataset),
+            "ApplyValidationReference" => unary!(this, req, apply_validation_reference),
+            "GetValidationReference" => unary!(this, req, get_validation_reference),
+            "ListValidationReferences" => unary!(this, req, list_validation_references),
+            "DeleteValidationReference" => unary!(this, req, delete_validation_reference),
+            "ApplyPermission" => unary!(this, req, apply_permission),
+            "GetPermission" => unary!(this, req, get_permission),
+            "ListPermissions" => unary!(this, req, list_permissions),
+            "DeletePermission" => unary!(this, req, delete_permission),
+            "CreateDatasetFromRetrieval" | "GetDatasetData" | "GetDatasetJobStatus" | "ListDatasetJobs" => {
+                refuse(unstored("dataset jobs"))
             }
-            "ListValidationReferences" => unary!(
-                this,
-                req,
-                empty_list::<r::ListValidationReferencesRequest, r::ListValidationReferencesResponse>
-            ),
-            "ListPermissions" => unary!(
-                this,
-                req,
-                empty_list::<r::ListPermissionsRequest, r::ListPermissionsResponse>
-            ),
-            "GetSavedDataset" => refuse(not_found(
-                "SavedDatasetNotFound",
-                "Larder's registry holds no saved datasets".into(),
-            )),
-            "GetValidationReference" => refuse(not_found(
-                "ValidationReferenceNotFound",
-                "Larder's registry holds no validation references".into(),
-            )),
-            "GetPermission" => refuse(not_found(
-                "PermissionObjectNotFoundException",
-                "Larder's registry holds no Feast permissions".into(),
-            )),
-            "ApplyPermission" | "DeletePermission" => refuse(unstored("permissions")),
-            "ApplySavedDataset"
-            | "DeleteSavedDataset"
-            | "CreateDatasetFromRetrieval"
-            | "GetDatasetData"
-            | "GetDatasetJobStatus"
-            | "ListDatasetJobs" => refuse(unstored("saved datasets")),
-            "ApplyValidationReference" | "DeleteValidationReference" => refuse(unstored("validation references")),
             other => refuse(Status::unimplemented(format!(
                 "{PREFIX}{other} is not offered by Larder's registry server"
             ))),

@@ -7,7 +7,7 @@ pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
-pub use parquet::write_log_file;
+pub use parquet::{write_dataset_file, write_log_file};
 pub mod window_agg;
 
 use std::fmt::Debug;

@@ -346,6 +346,19 @@ pub async fn write_log_file(dir: PathBuf, batch: RecordBatch) -> Result<PathBuf>
         .map_err(|e| Error::Offline(format!("cannot write the logs: {e}")))
 }
 
+/// Writes `batch` as the Parquet file `path`, replacing it atomically (a saved dataset, Feast's
+/// `persist`).
+pub async fn write_dataset_file(path: PathBuf, batch: RecordBatch) -> Result<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent().map(PathBuf::from), path.file_name()) else {
+        return Err(Error::Offline(format!("{} is not a file path", path.display())));
+    };
+    let name = name.to_string_lossy().into_owned();
+    tokio::task::spawn_blocking(move || write_file(&dir, &name, &batch))
+        .await
+        .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
+        .map_err(|e| Error::Offline(format!("cannot write {}: {e}", path.display())))
+}
+
 fn write_part(dir: &std::path::Path, batch: &RecordBatch, part: Option<&str>) -> std::io::Result<PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

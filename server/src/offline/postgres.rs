@@ -10,7 +10,7 @@
 //! PostgreSQL offline store has no `offline_write_batch` either).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use datafusion::arrow::array::{
     ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
@@ -226,25 +226,7 @@ impl Plan {
 impl PostgresSources {
     /// The database of `config` (connections are made per read).
     pub fn new(config: &PostgresOnlineConfig) -> std::result::Result<Self, String> {
-        match config.sslmode.as_deref() {
-            None | Some("disable") | Some("allow") | Some("prefer") => {}
-            Some(other) => {
-                return Err(format!(
-                    "offline_store.sslmode: `{other}` needs TLS, which Larder's PostgreSQL offline store does not \
-                     offer yet (disable, allow or prefer connect without it)"
-                ))
-            }
-        }
-        let mut pg = tokio_postgres::Config::new();
-        pg.host(&config.host)
-            .port(config.port)
-            .dbname(&config.database)
-            .user(&config.user)
-            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .application_name("larder");
-        if let Some(p) = &config.password {
-            pg.password(p);
-        }
+        let mut pg = crate::online::postgres::connection_config(config, "offline_store")?;
         // As Feast connects: unqualified table names resolve in `db_schema`.
         if let Some(schema) = config.db_schema.as_deref().filter(|s| !s.is_empty()) {
             pg.options(format!("-c search_path={schema}"));

@@ -41,28 +41,38 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The connection settings of Feast's PostgreSQL keys (the online store's and the offline
+/// store's, `section` naming which in messages); TLS `sslmode`s are refused, naming the key.
+pub(crate) fn connection_config(
+    config: &PostgresOnlineConfig,
+    section: &str,
+) -> std::result::Result<tokio_postgres::Config, String> {
+    match config.sslmode.as_deref() {
+        None | Some("disable") | Some("allow") | Some("prefer") => {}
+        Some(other) => {
+            return Err(format!(
+                "{section}.sslmode: `{other}` needs TLS, which Larder's PostgreSQL stores do not offer yet \
+                 (disable, allow or prefer connect without it)"
+            ))
+        }
+    }
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&config.host)
+        .port(config.port)
+        .dbname(&config.database)
+        .user(&config.user)
+        .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .application_name("larder");
+    if let Some(p) = &config.password {
+        pg.password(p);
+    }
+    Ok(pg)
+}
+
 impl PostgresOnlineStore {
     /// A store for `config` (the connection is made on first use).
     pub fn open(config: &PostgresOnlineConfig) -> std::result::Result<Self, String> {
-        match config.sslmode.as_deref() {
-            None | Some("disable") | Some("allow") | Some("prefer") => {}
-            Some(other) => {
-                return Err(format!(
-                "online_store.sslmode: `{other}` needs TLS, which Larder's PostgreSQL online store does not offer yet \
-                     (disable, allow or prefer connect without it)"
-            ))
-            }
-        }
-        let mut pg = tokio_postgres::Config::new();
-        pg.host(&config.host)
-            .port(config.port)
-            .dbname(&config.database)
-            .user(&config.user)
-            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .application_name("larder");
-        if let Some(p) = &config.password {
-            pg.password(p);
-        }
+        let pg = connection_config(config, "online_store")?;
         let schema = config.db_schema.clone().unwrap_or_else(|| "public".into());
         Ok(PostgresOnlineStore {
             config: pg,
