@@ -79,15 +79,6 @@ pub fn declared_columns(doc: &RegistryDoc, source: &FileSource) -> Option<Vec<(S
             out.push((name.to_string(), ty));
         }
     };
-    // A feature's column in the source (the batch source's field mapping is column -> feature).
-    let column_of = |feature: &str| -> String {
-        source
-            .field_mapping
-            .iter()
-            .find(|(_, to)| to.as_str() == feature)
-            .map(|(from, _)| from.clone())
-            .unwrap_or_else(|| feature.to_string())
-    };
     let names: Vec<&str> = writers
         .iter()
         .map(|w| w.name())
@@ -109,7 +100,7 @@ pub fn declared_columns(doc: &RegistryDoc, source: &FileSource) -> Option<Vec<(S
     }
     for view in doc.feature_views.iter().filter(|v| names.contains(&v.source.as_str())) {
         for key in &view.entity_columns {
-            add(&column_of(&key.name), key.dtype);
+            add(&source.column_of(&key.name), key.dtype);
         }
         for name in &view.entities {
             if let Some(e) = doc.entities.iter().find(|e| &e.name == name) {
@@ -118,14 +109,14 @@ pub fn declared_columns(doc: &RegistryDoc, source: &FileSource) -> Option<Vec<(S
                         .value_type
                         .or_else(|| message_fields.iter().find(|(n, _)| n == key).map(|(_, t)| *t));
                     if let Some(ty) = ty {
-                        add(&column_of(key), ty);
+                        add(&source.column_of(key), ty);
                     }
                 }
             }
         }
         if !view.is_aggregated() {
             for f in &view.features {
-                add(&column_of(&f.name), f.dtype);
+                add(&source.column_of(&f.name), f.dtype);
             }
         }
         for a in &view.aggregations {

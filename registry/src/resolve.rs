@@ -94,13 +94,6 @@ pub fn resolve(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Result<RegistryD
                 .collect();
         }
         if let Some((src, cols)) = &columns {
-            let column_of = |field: &str| -> String {
-                src.field_mapping
-                    .iter()
-                    .find(|(_, to)| to.as_str() == field)
-                    .map(|(from, _)| from.clone())
-                    .unwrap_or_else(|| field.to_string())
-            };
             if target.features.is_empty() {
                 for c in cols {
                     let feature = src.field_mapping.get(&c.name).cloned().unwrap_or(c.name.clone());
@@ -116,7 +109,7 @@ pub fn resolve(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Result<RegistryD
                 if target.entity_columns.iter().any(|f| &f.name == key) {
                     continue;
                 }
-                let col = column_of(key);
+                let col = src.column_of(key);
                 if let Some(t) = cols.iter().find(|c| c.name == col).and_then(|c| c.value_type) {
                     inferred_types.push((key.clone(), t));
                 }

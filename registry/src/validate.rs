@@ -358,12 +358,7 @@ pub fn validate(doc: &RegistryDoc, lookup: &dyn SchemaLookup) -> Vec<ValidationE
             .or_insert_with(|| lookup.columns(src).ok());
         let Some(cols) = cols else { continue };
         let column = |name: &str| -> Option<&SourceColumn> {
-            let col = src
-                .field_mapping
-                .iter()
-                .find(|(_, to)| to.as_str() == name)
-                .map(|(from, _)| from.as_str())
-                .unwrap_or(name);
+            let col = src.column_of(name);
             cols.iter().find(|c| c.name == col)
         };
         let src_obj = format!("data source {}", src.name);

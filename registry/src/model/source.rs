@@ -76,6 +76,15 @@ pub struct FileSource {
 }
 
 impl FileSource {
+    /// The source column holding `feature` (the field mapping is column -> feature name).
+    pub fn column_of(&self, feature: &str) -> String {
+        self.field_mapping
+            .iter()
+            .find(|(_, to)| to.as_str() == feature)
+            .map(|(from, _)| from.clone())
+            .unwrap_or_else(|| feature.to_string())
+    }
+
     /// Where the rows are, for messages: the Parquet path or the PostgreSQL relation.
     pub fn location(&self) -> String {
         match &self.postgres {

@@ -507,16 +507,6 @@ fn entity_table(req: &HistoricalRequest<'_>) -> Result<(MemTable, Vec<String>, i
     Ok((table, columns, min_ts, max_ts, all))
 }
 
-/// Source column name for an output name, through the source's field mapping.
-fn source_column(source: &FileSource, name: &str) -> String {
-    source
-        .field_mapping
-        .iter()
-        .find(|(_, to)| to.as_str() == name)
-        .map(|(from, _)| from.clone())
-        .unwrap_or_else(|| name.to_string())
-}
-
 #[async_trait]
 impl OfflineStore for ParquetOfflineStore {
     async fn pull_latest(&self, req: PullRequest<'_>) -> Result<SendableRecordBatchStream> {
@@ -542,7 +532,7 @@ impl OfflineStore for ParquetOfflineStore {
 
         let mut select: Vec<String> = Vec::new();
         for name in req.join_keys.iter().chain(req.features.iter()) {
-            select.push(format!("{} AS {}", ident(&source_column(source, name)), ident(name)));
+            select.push(format!("{} AS {}", ident(&source.column_of(name)), ident(name)));
         }
         select.push(format!(
             "{} AS {}",
@@ -561,7 +551,7 @@ impl OfflineStore for ParquetOfflineStore {
                 "PARTITION BY {}",
                 req.join_keys
                     .iter()
-                    .map(|k| ident(&source_column(source, k)))
+                    .map(|k| ident(&source.column_of(k)))
                     .collect::<Vec<_>>()
                     .join(", ")
             )
@@ -648,7 +638,7 @@ impl OfflineStore for ParquetOfflineStore {
                             ),
                         )
                     })?;
-                let src_col = source_column(v.source, key);
+                let src_col = v.source.column_of(key);
                 if schema.field_with_unqualified_name(&src_col).is_err() {
                     return Err(Error::Offline(format!(
                         "source {}: no join key column `{src_col}`",
@@ -671,7 +661,7 @@ impl OfflineStore for ParquetOfflineStore {
             }
             for (j, (feature, _)) in v.features.iter().enumerate() {
                 let column = v.aggregations.get(j).map(|a| a.column.as_str()).unwrap_or(feature);
-                select.push(col(ident(&source_column(v.source, column))).alias(format!("__f{j}")));
+                select.push(col(ident(&v.source.column_of(column))).alias(format!("__f{j}")));
             }
             let projected = table.filter(filter)?.select(select)?;
             let names: Vec<String> = v.features.iter().map(|(_, o)| o.clone()).collect();
